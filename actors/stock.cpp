@@ -1,0 +1,373 @@
+#include "actors/stock.hpp"
+
+#include "actors/log.hpp"
+#include "protocols/errc.hpp"
+#include "protocols/ids.hpp"
+#include "protocols/metrics.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/local_actor.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+#include <boost/json.hpp>
+
+#include <limits>
+#include <map>
+
+namespace emporium::actors {
+
+using namespace protocols;
+
+actor_wall_clock::actor_wall_clock(caf::local_actor* self)
+  : base_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
+              std::chrono::system_clock::now().time_since_epoch())
+              .count()),
+    base(self->clock().now()) {
+}
+
+int64_t actor_wall_clock::now_ms(caf::local_actor* self) const {
+  return base_ms
+         + std::chrono::duration_cast<std::chrono::milliseconds>(self->clock().now() - base)
+             .count();
+}
+
+namespace {
+
+struct reservation_metrics {
+  prometheus::Counter* held;
+  prometheus::Counter* insufficient;
+  prometheus::Counter* released;
+  prometheus::Counter* expired;
+  prometheus::Counter* committed;
+
+  static reservation_metrics& get() {
+    static reservation_metrics instance = [] {
+      auto& f = prometheus::BuildCounter()
+                  .Name("emporium_reservations_total")
+                  .Help("Reservation outcomes on stock pairs")
+                  .Register(metrics::registry());
+      return reservation_metrics{&f.Add({{"outcome", "held"}}),
+                                 &f.Add({{"outcome", "insufficient_stock"}}),
+                                 &f.Add({{"outcome", "released"}}),
+                                 &f.Add({{"outcome", "expired"}}),
+                                 &f.Add({{"outcome", "committed"}})};
+    }();
+    return instance;
+  }
+};
+
+/// What is known of a pair at one point: its level and live holds.
+struct pair_data {
+  stock_level level;
+  std::map<std::string, hold_view> holds; ///< status "held" or "committed"
+};
+
+struct waiter {
+  caf::typed_response_promise<stock_result> rp;
+  stock_result reply;
+};
+
+struct stock_state {
+  static inline const char* name = "stock";
+
+  stock_state(caf::local_actor* self) : clock(self) {
+  }
+
+  pair_data durable;   ///< what PostgreSQL has
+  pair_data working;   ///< durable + in-flight batch + pending changes
+  pair_data in_flight; ///< what the write in flight will make durable
+  bool write_in_flight = false;
+  std::vector<waiter> pending;   ///< answered after the next batch lands
+  std::vector<waiter> writing;   ///< answered when the write in flight lands
+  std::vector<domain_event> pending_events;
+  std::map<std::string, hold_view> pending_holds; ///< changed rows, latest wins
+  int64_t timer_due_ms = 0; ///< earliest scheduled expiry check, 0: none
+  store_actor store;
+  stock_config cfg;
+  actor_wall_clock clock;
+  std::string aggregate_id;
+};
+
+using self_ptr = stock_actor::stateful_pointer<stock_state>;
+
+void recompute(stock_level& l) {
+  l.available = std::max<int64_t>(0, l.on_hand - l.reserved);
+}
+
+/// Records one event against the working state (version += 1).
+void emit(self_ptr self, const char* type, boost::json::object data, const std::string& user) {
+  auto& st = self->state;
+  auto& l = st.working.level;
+  l.version += 1;
+  data["sku"] = l.sku;
+  data["warehouse"] = l.warehouse;
+  st.pending_events.push_back(domain_event{new_uuid(), type, st.aggregate_id, "stock",
+                                           l.version, st.clock.now_ms(self),
+                                           boost::json::serialize(data), "", "", user,
+                                           st.cfg.node});
+}
+
+void change_hold(stock_state& st, const hold_view& h) {
+  st.pending_holds[h.reservation_id] = h;
+  if (h.status == "held" || h.status == "committed")
+    st.working.holds[h.reservation_id] = h;
+  else
+    st.working.holds.erase(h.reservation_id);
+}
+
+void flush(self_ptr self);
+
+/// Queues a reply for after the pending changes are durable.
+caf::typed_response_promise<stock_result> answer_when_durable(self_ptr self, stock_result reply) {
+  auto rp = self->make_response_promise<stock_result>();
+  auto& st = self->state;
+  if (!st.write_in_flight && st.pending_events.empty()) {
+    rp.deliver(std::move(reply)); // nothing to wait for
+    return rp;
+  }
+  st.pending.push_back({rp, std::move(reply)});
+  if (!st.write_in_flight)
+    flush(self);
+  return rp;
+}
+
+caf::typed_response_promise<stock_result> fail(self_ptr self, caf::error err) {
+  auto rp = self->make_response_promise<stock_result>();
+  rp.deliver(std::move(err));
+  return rp;
+}
+
+void schedule_expiry(self_ptr self) {
+  auto& st = self->state;
+  int64_t earliest = std::numeric_limits<int64_t>::max();
+  for (auto& [id, h] : st.working.holds)
+    if (h.status == "held")
+      earliest = std::min(earliest, h.expires_at_ms);
+  if (earliest == std::numeric_limits<int64_t>::max())
+    return;
+  if (st.timer_due_ms != 0 && st.timer_due_ms <= earliest)
+    return;
+  st.timer_due_ms = earliest;
+  auto delay = std::max<int64_t>(0, earliest - st.clock.now_ms(self)) + 1;
+  self->delayed_send(self, std::chrono::milliseconds{delay}, expire_atom_v);
+}
+
+void flush(self_ptr self) {
+  auto& st = self->state;
+  if (st.write_in_flight)
+    return;
+  if (st.pending_events.empty()) { // only no-op answers were waiting
+    for (auto& w : st.pending)
+      w.rp.deliver(std::move(w.reply));
+    st.pending.clear();
+    return;
+  }
+  stock_batch batch;
+  batch.expected_version = st.durable.level.version;
+  batch.after.level = st.working.level;
+  for (auto& [id, h] : st.working.holds)
+    batch.after.holds.push_back(h);
+  batch.events = std::move(st.pending_events);
+  for (auto& [id, h] : st.pending_holds)
+    batch.hold_changes.push_back(h);
+  st.pending_events.clear();
+  st.pending_holds.clear();
+  st.in_flight = st.working;
+  st.writing = std::move(st.pending);
+  st.pending.clear();
+  st.write_in_flight = true;
+  self->request(st.store, st.cfg.write_timeout, std::move(batch))
+    .then(
+      [self](ok_atom) {
+        auto& st = self->state;
+        st.write_in_flight = false;
+        st.durable = std::move(st.in_flight);
+        for (auto& w : st.writing)
+          w.rp.deliver(std::move(w.reply));
+        st.writing.clear();
+        flush(self);
+        schedule_expiry(self);
+      },
+      [self](caf::error& err) {
+        auto& st = self->state;
+        st.write_in_flight = false;
+        log()->warn("event=stock_write_failed aggregate={} error={} waiting={}",
+                    st.aggregate_id, to_string(to_errc(err)),
+                    st.writing.size() + st.pending.size());
+        for (auto& w : st.writing)
+          w.rp.deliver(err);
+        for (auto& w : st.pending)
+          w.rp.deliver(err);
+        st.writing.clear();
+        st.pending.clear();
+        st.pending_events.clear();
+        st.pending_holds.clear();
+        st.working = st.durable;
+        if (to_errc(err) == errc::conflict) {
+          // PostgreSQL holds a newer version than we do: stop, so the next
+          // request recovers this pair from durable state.
+          self->quit(err);
+        }
+      });
+}
+
+stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
+                                          store_actor store, stock_config cfg) {
+  auto& st = self->state;
+  st.store = std::move(store);
+  st.cfg = std::move(cfg);
+  st.aggregate_id = snapshot.level.sku + "@" + snapshot.level.warehouse;
+  st.durable.level = snapshot.level;
+  recompute(st.durable.level);
+  for (auto& h : snapshot.holds)
+    st.durable.holds.emplace(h.reservation_id, h);
+  st.working = st.durable;
+  metrics::actors("stock").Increment();
+  self->attach_functor([] { metrics::actors("stock").Decrement(); });
+  self->send(self, expire_atom_v); // holds that expired while we were away
+  return {
+    [self](push_stock_level& c) {
+      auto& l = self->state.working.level;
+      if (c.seq <= l.last_seq)
+        return answer_when_durable(self, stock_result{l, false, {}});
+      boost::json::object data{{"on_hand", c.on_hand},
+                               {"previous_on_hand", l.on_hand},
+                               {"seq", c.seq}};
+      l.on_hand = c.on_hand;
+      l.last_seq = c.seq;
+      if (c.has_threshold)
+        l.low_stock_threshold = c.low_stock_threshold;
+      data["low_stock_threshold"] = l.low_stock_threshold;
+      recompute(l);
+      emit(self, "stock_level_pushed", std::move(data), c.user_id);
+      return answer_when_durable(self, stock_result{l, true, {}});
+    },
+    [self](adjust_stock& c) {
+      auto& l = self->state.working.level;
+      int64_t next = 0;
+      if (__builtin_add_overflow(l.on_hand, c.delta, &next) || next < 0)
+        return fail(self, caf::make_error(errc::conflict, std::string{"on_hand would become "
+                                                                      "negative or overflow"}));
+      boost::json::object data{{"delta", c.delta}, {"reason", c.reason}, {"on_hand", next}};
+      l.on_hand = next;
+      recompute(l);
+      emit(self, "stock_adjusted", std::move(data), c.user_id);
+      return answer_when_durable(self, stock_result{l, true, {}});
+    },
+    [self](reserve_stock& c) {
+      auto& st = self->state;
+      auto& l = st.working.level;
+      if (auto i = st.working.holds.find(c.reservation_id); i != st.working.holds.end()) {
+        if (i->second.quantity != c.quantity)
+          return fail(self, caf::make_error(errc::conflict,
+                                            std::string{"reservation id already used"}));
+        return answer_when_durable(self, stock_result{l, false, i->second});
+      }
+      if (c.quantity <= 0 || c.quantity > l.available) {
+        reservation_metrics::get().insufficient->Increment();
+        return fail(self, caf::make_error(errc::insufficient_stock, l.available));
+      }
+      hold_view h{c.reservation_id, l.warehouse, c.quantity, c.expires_at_ms, "held"};
+      l.reserved += c.quantity;
+      recompute(l);
+      change_hold(st, h);
+      emit(self, "stock_reserved",
+           {{"reservation_id", c.reservation_id},
+            {"quantity", c.quantity},
+            {"expires_at_ms", c.expires_at_ms}},
+           c.user_id);
+      reservation_metrics::get().held->Increment();
+      return answer_when_durable(self, stock_result{l, true, std::move(h)});
+    },
+    [self](release_stock& c) {
+      auto& st = self->state;
+      auto i = st.working.holds.find(c.reservation_id);
+      if (i == st.working.holds.end())
+        return fail(self, caf::make_error(errc::not_found, std::string{"unknown reservation"}));
+      if (i->second.status == "committed")
+        return fail(self, caf::make_error(errc::invalid_state,
+                                          std::string{"reservation is committed"}));
+      auto h = i->second;
+      h.status = "released";
+      auto& l = st.working.level;
+      l.reserved -= h.quantity;
+      recompute(l);
+      change_hold(st, h);
+      emit(self, "reservation_released",
+           {{"reservation_id", h.reservation_id}, {"quantity", h.quantity}}, c.user_id);
+      reservation_metrics::get().released->Increment();
+      return answer_when_durable(self, stock_result{l, true, std::move(h)});
+    },
+    [self](commit_stock& c) {
+      auto& st = self->state;
+      auto i = st.working.holds.find(c.reservation_id);
+      if (i == st.working.holds.end())
+        return fail(self, caf::make_error(errc::not_found, std::string{"unknown reservation"}));
+      auto& l = st.working.level;
+      if (i->second.status == "committed")
+        return answer_when_durable(self, stock_result{l, false, i->second});
+      auto h = i->second;
+      h.status = "committed";
+      l.committed += h.quantity;
+      change_hold(st, h);
+      emit(self, "reservation_committed",
+           {{"reservation_id", h.reservation_id}, {"quantity", h.quantity}}, c.user_id);
+      reservation_metrics::get().committed->Increment();
+      return answer_when_durable(self, stock_result{l, true, std::move(h)});
+    },
+    [self](get_stock_level&) -> stock_level { return self->state.working.level; },
+    [self](get_hold& q) -> caf::result<hold_view> {
+      auto& holds = self->state.working.holds;
+      if (auto i = holds.find(q.reservation_id); i != holds.end())
+        return i->second;
+      return caf::make_error(errc::not_found, std::string{"unknown reservation"});
+    },
+    [self](passivate_atom) -> bool {
+      auto& st = self->state;
+      if (st.write_in_flight || !st.pending_events.empty())
+        return false;
+      for (auto& [id, h] : st.working.holds)
+        if (h.status == "held")
+          return false; // its expiry timer must stay alive
+      return true;
+    },
+    [self](expire_atom) {
+      auto& st = self->state;
+      st.timer_due_ms = 0;
+      auto now = st.clock.now_ms(self);
+      std::vector<hold_view> due;
+      for (auto& [id, h] : st.working.holds)
+        if (h.status == "held" && h.expires_at_ms <= now)
+          due.push_back(h);
+      for (auto& h : due) {
+        h.status = "expired";
+        st.working.level.reserved -= h.quantity;
+        change_hold(st, h);
+        emit(self, "reservation_expired",
+             {{"reservation_id", h.reservation_id}, {"quantity", h.quantity}}, "");
+        reservation_metrics::get().expired->Increment();
+      }
+      recompute(st.working.level);
+      if (!due.empty())
+        flush(self);
+      schedule_expiry(self);
+    },
+  };
+}
+
+} // namespace
+
+stock_actor spawn_stock(caf::actor_system& sys, pair_snapshot snapshot, store_actor store,
+                        stock_config cfg) {
+  return sys.spawn(stock_behavior, std::move(snapshot), std::move(store), std::move(cfg));
+}
+
+stock_actor spawn_linked_stock(caf::event_based_actor* parent, pair_snapshot snapshot,
+                               store_actor store, stock_config cfg) {
+  return parent->spawn<caf::linked>(stock_behavior, std::move(snapshot), std::move(store),
+                                    std::move(cfg));
+}
+
+} // namespace emporium::actors

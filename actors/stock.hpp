@@ -1,0 +1,46 @@
+#pragma once
+
+#include "protocols/actors.hpp"
+
+#include <caf/actor_clock.hpp>
+#include <caf/fwd.hpp>
+#include <caf/timespan.hpp>
+
+#include <chrono>
+#include <string>
+
+namespace emporium::actors {
+
+struct stock_config {
+  std::string node = "local";                        ///< written into event metadata
+  caf::timespan write_timeout = std::chrono::seconds{5}; ///< store answer deadline
+};
+
+/// One SKU x warehouse pair, started from its durable snapshot.
+///
+/// Group commit: while one batch is being written the actor keeps validating
+/// commands against durable + pending state and queues them; when the write
+/// lands it answers that batch and writes the next one as one transaction. A
+/// failed write answers all waiting requests with the error and drops the
+/// pending changes (a version conflict stops the actor so it is recovered from
+/// PostgreSQL). Holds expire by the actor's own timer, also those found
+/// already expired at recovery. Time comes from the actor clock.
+protocols::stock_actor spawn_stock(caf::actor_system& sys, protocols::pair_snapshot snapshot,
+                                   protocols::store_actor store, stock_config cfg = {});
+
+/// The same, linked to `parent` (the SKU actor owns its pairs).
+protocols::stock_actor spawn_linked_stock(caf::event_based_actor* parent,
+                                          protocols::pair_snapshot snapshot,
+                                          protocols::store_actor store, stock_config cfg);
+
+/// Wall-clock milliseconds as seen through an actor's clock: the system time
+/// at `base_ms` plus how far the actor clock moved since `base`. Tests move it
+/// with the deterministic scheduler.
+struct actor_wall_clock {
+  int64_t base_ms = 0;
+  caf::actor_clock::time_point base;
+  explicit actor_wall_clock(caf::local_actor* self);
+  int64_t now_ms(caf::local_actor* self) const;
+};
+
+} // namespace emporium::actors

@@ -1,0 +1,252 @@
+#include "actors/stock.hpp"
+
+#include "tests/support/deterministic.hpp"
+
+#include <doctest/doctest.h>
+
+using namespace emporium;
+using namespace emporium::protocols;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct stock_fixture : test::deterministic {
+  std::shared_ptr<test::store_double_control> ctl = std::make_shared<test::store_double_control>();
+  store_actor store = test::spawn_store_double(sys, ctl);
+
+  stock_actor spawn_pair(pair_snapshot snap = {}) {
+    if (snap.level.sku.empty()) {
+      snap.level.sku = "S1";
+      snap.level.warehouse = "w1";
+    }
+    auto p = actors::spawn_stock(sys, std::move(snap), store);
+    run();
+    return p;
+  }
+
+  int64_t now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+  }
+
+  /// Sends a command, lets the actor write, completes the write, returns the reply.
+  template <class Cmd>
+  caf::expected<stock_result> durable(stock_actor& p, Cmd cmd) {
+    auto pending = send_request(p, std::move(cmd));
+    run();
+    while (ctl->waiting > 0)
+      complete_write(*this, store);
+    return receive<stock_result>(pending);
+  }
+
+  stock_level level(stock_actor& p) { return *ask<stock_level>(p, get_stock_level{}); }
+
+  caf::expected<stock_result> reserve(stock_actor& p, std::string id, int64_t qty,
+                                      std::chrono::seconds ttl = 900s) {
+    return durable(p, reserve_stock{std::move(id), qty, now_ms() + ttl.count() * 1000, "u1"});
+  }
+};
+
+} // namespace
+
+TEST_CASE_FIXTURE(stock_fixture, "a push sets on_hand once it is durable and ignores older seqs") {
+  auto p = spawn_pair();
+  auto r = durable(p, push_stock_level{120, 17, true, 10, "wh"});
+  REQUIRE(r);
+  CHECK(r->applied);
+  CHECK(r->level.on_hand == 120);
+  CHECK(r->level.available == 120);
+  CHECK(r->level.low_stock_threshold == 10);
+  CHECK(r->level.version == 1);
+  REQUIRE(ctl->batches.size() == 1);
+  CHECK(ctl->batches[0].events.at(0).event_type == "stock_level_pushed");
+  CHECK(ctl->batches[0].events.at(0).aggregate_id == "S1@w1");
+  CHECK(ctl->batches[0].expected_version == 0);
+  auto older = durable(p, push_stock_level{5, 17, false, 0, "wh"});
+  REQUIRE(older);
+  CHECK_FALSE(older->applied);
+  CHECK(older->level.on_hand == 120);
+  CHECK(ctl->batches.size() == 1); // nothing written for a stale push
+}
+
+TEST_CASE_FIXTURE(stock_fixture, "no reply is sent before the write is durable") {
+  auto p = spawn_pair();
+  auto pending = send_request(p, push_stock_level{10, 1, false, 0, ""});
+  run();
+  REQUIRE(ctl->waiting == 1);
+  CHECK(self->mailbox().empty());
+  complete_write(*this, store);
+  auto r = receive<stock_result>(pending);
+  REQUIRE(r);
+  CHECK(r->level.on_hand == 10);
+}
+
+TEST_CASE_FIXTURE(stock_fixture, "adjust moves on_hand by delta and refuses to go negative") {
+  auto p = spawn_pair();
+  REQUIRE(durable(p, push_stock_level{10, 1, false, 0, ""}));
+  auto r = durable(p, adjust_stock{-3, "damaged", "u"});
+  REQUIRE(r);
+  CHECK(r->level.on_hand == 7);
+  auto bad = durable(p, adjust_stock{-8, "oops", "u"});
+  REQUIRE_FALSE(bad);
+  CHECK(to_errc(bad.error()) == errc::conflict);
+  CHECK(level(p).on_hand == 7);
+}
+
+TEST_CASE_FIXTURE(stock_fixture, "a reserve holds stock and a second one beyond availability is refused with available") {
+  auto p = spawn_pair();
+  REQUIRE(durable(p, push_stock_level{5, 1, false, 0, ""}));
+  auto r = reserve(p, "r1", 3);
+  REQUIRE(r);
+  CHECK(r->hold.status == "held");
+  CHECK(r->level.reserved == 3);
+  CHECK(r->level.available == 2);
+  auto refused = reserve(p, "r2", 3);
+  REQUIRE_FALSE(refused);
+  CHECK(to_errc(refused.error()) == errc::insufficient_stock);
+  CHECK(refused.error().context().get_as<int64_t>(0) == 2);
+}
+
+TEST_CASE_FIXTURE(stock_fixture, "release gives a hold back; commit makes it permanent and unreleasable") {
+  auto p = spawn_pair();
+  REQUIRE(durable(p, push_stock_level{5, 1, false, 0, ""}));
+  REQUIRE(reserve(p, "r1", 2));
+  REQUIRE(reserve(p, "r2", 2));
+  auto rel = durable(p, release_stock{"r1", ""});
+  REQUIRE(rel);
+  CHECK(rel->hold.status == "released");
+  CHECK(rel->level.available == 3);
+  auto com = durable(p, commit_stock{"r2", ""});
+  REQUIRE(com);
+  CHECK(com->level.committed == 2);
+  CHECK(com->level.reserved == 2);
+  auto again = durable(p, release_stock{"r2", ""});
+  REQUIRE_FALSE(again);
+  CHECK(to_errc(again.error()) == errc::invalid_state);
+  auto unknown = durable(p, release_stock{"nope", ""});
+  REQUIRE_FALSE(unknown);
+  CHECK(to_errc(unknown.error()) == errc::not_found);
+}
+
+TEST_CASE_FIXTURE(stock_fixture, "a hold not committed is released at its expiry by the actor's own timer") {
+  auto p = spawn_pair();
+  REQUIRE(durable(p, push_stock_level{5, 1, false, 0, ""}));
+  REQUIRE(reserve(p, "r1", 2, 15s));
+  REQUIRE(reserve(p, "r2", 1, 60s));
+  REQUIRE(durable(p, commit_stock{"r2", ""}));
+  CHECK(level(p).available == 2);
+  advance_time(14s);
+  CHECK(level(p).available == 2);
+  advance_time(2s);
+  REQUIRE(ctl->waiting == 1); // the expiry is written like any change
+  complete_write(*this, store);
+  CHECK(level(p).available == 4);
+  CHECK(ctl->batches.back().events.at(0).event_type == "reservation_expired");
+  advance_time(120s); // committed holds never expire
+  CHECK(level(p).available == 4);
+}
+
+TEST_CASE_FIXTURE(stock_fixture, "holds found already expired at recovery are released at once") {
+  pair_snapshot snap;
+  snap.level = stock_level{"S1", "w1", 10, 4, 0, 0, 0, 7, 3};
+  snap.holds.push_back({"old", "w1", 3, now_ms() - 1000, "held"});
+  snap.holds.push_back({"live", "w1", 1, now_ms() + 600000, "held"});
+  auto p = spawn_pair(snap);
+  REQUIRE(ctl->waiting == 1);
+  CHECK(ctl->batches[0].expected_version == 7);
+  complete_write(*this, store);
+  auto l = level(p);
+  CHECK(l.reserved == 1);
+  CHECK(l.available == 9);
+  CHECK(l.version == 8);
+}
+
+TEST_CASE_FIXTURE(stock_fixture, "reserves arriving during one in-flight write become one store call") {
+  auto p = spawn_pair();
+  REQUIRE(durable(p, push_stock_level{100, 1, false, 0, ""}));
+  auto first = send_request(p, reserve_stock{"a", 1, now_ms() + 60000, ""});
+  run(); // first batch in flight
+  REQUIRE(ctl->waiting == 1);
+  std::vector<decltype(first)> more;
+  for (int i = 0; i < 10; ++i)
+    more.push_back(send_request(p, reserve_stock{"b" + std::to_string(i), 2, now_ms() + 60000, ""}));
+  run();
+  CHECK(ctl->waiting == 1); // queued, not written
+  complete_write(*this, store);
+  REQUIRE(ctl->waiting == 1); // the ten as one batch
+  CHECK(ctl->batches.back().events.size() == 10);
+  CHECK(ctl->batches.back().hold_changes.size() == 10);
+  CHECK(ctl->batches.size() == 3);
+  complete_write(*this, store);
+  CHECK(receive<stock_result>(first));
+  for (auto& m : more)
+    CHECK(receive<stock_result>(m));
+  CHECK(level(p).reserved == 21);
+}
+
+TEST_CASE_FIXTURE(stock_fixture, "pending reserves are validated against durable plus pending state") {
+  auto p = spawn_pair();
+  REQUIRE(durable(p, push_stock_level{3, 1, false, 0, ""}));
+  auto a = send_request(p, reserve_stock{"a", 2, now_ms() + 60000, ""});
+  run();
+  auto b = send_request(p, reserve_stock{"b", 1, now_ms() + 60000, ""});
+  auto c = send_request(p, reserve_stock{"c", 1, now_ms() + 60000, ""});
+  run();
+  auto rc = receive<stock_result>(c); // refused at once: 2 in flight + 1 pending = 3
+  REQUIRE_FALSE(rc);
+  CHECK(rc.error().context().get_as<int64_t>(0) == 0);
+  while (ctl->waiting > 0)
+    complete_write(*this, store);
+  CHECK(receive<stock_result>(a));
+  CHECK(receive<stock_result>(b));
+}
+
+TEST_CASE_FIXTURE(stock_fixture, "a failed write answers every waiting request with the error and changes nothing") {
+  auto p = spawn_pair();
+  REQUIRE(durable(p, push_stock_level{10, 1, false, 0, ""}));
+  auto a = send_request(p, reserve_stock{"a", 2, now_ms() + 60000, ""});
+  run();
+  auto b = send_request(p, reserve_stock{"b", 2, now_ms() + 60000, ""});
+  auto c = send_request(p, adjust_stock{-1, "x", ""});
+  run();
+  complete_write(*this, store, caf::make_error(errc::unavailable));
+  for (auto* pending : {&a, &b}) {
+    auto r = receive<stock_result>(*pending);
+    REQUIRE_FALSE(r);
+    CHECK(to_errc(r.error()) == errc::unavailable);
+  }
+  auto rc = receive<stock_result>(c);
+  REQUIRE_FALSE(rc);
+  CHECK(to_errc(rc.error()) == errc::unavailable);
+  auto l = level(p);
+  CHECK(l.on_hand == 10);
+  CHECK(l.reserved == 0);
+  CHECK(l.version == 1);
+  CHECK(ctl->waiting == 0);
+  // and it keeps serving from the durable state
+  auto again = reserve(p, "a", 2);
+  REQUIRE(again);
+  CHECK(again->level.version == 2);
+}
+
+TEST_CASE_FIXTURE(stock_fixture, "a repeated reserve with the same id is idempotent") {
+  auto p = spawn_pair();
+  REQUIRE(durable(p, push_stock_level{10, 1, false, 0, ""}));
+  REQUIRE(reserve(p, "r", 4));
+  auto again = reserve(p, "r", 4);
+  REQUIRE(again);
+  CHECK_FALSE(again->applied);
+  CHECK(again->level.reserved == 4);
+  auto clash = reserve(p, "r", 5);
+  REQUIRE_FALSE(clash);
+  CHECK(to_errc(clash.error()) == errc::conflict);
+}
+
+TEST_CASE_FIXTURE(stock_fixture, "a pair with live holds refuses passivation, an idle one accepts") {
+  auto p = spawn_pair();
+  REQUIRE(durable(p, push_stock_level{10, 1, false, 0, ""}));
+  CHECK(*ask<bool>(p, passivate_atom_v));
+  REQUIRE(reserve(p, "r", 1));
+  CHECK_FALSE(*ask<bool>(p, passivate_atom_v));
+}

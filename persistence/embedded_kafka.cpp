@@ -1,0 +1,41 @@
+#include "persistence/embedded_kafka.hpp"
+
+#include "persistence/log.hpp"
+#include "protocols/errc.hpp"
+
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+namespace emporium::persistence {
+
+caf::expected<std::unique_ptr<embedded_kafka>> embedded_kafka::start(int brokers) {
+  char err[512];
+  auto* conf = rd_kafka_conf_new();
+  auto n = std::to_string(brokers);
+  if (rd_kafka_conf_set(conf, "test.mock.num.brokers", n.c_str(), err, sizeof(err))
+      != RD_KAFKA_CONF_OK) {
+    rd_kafka_conf_destroy(conf);
+    log()->error("event=embedded_kafka_failed detail=\"{}\"", err);
+    return caf::make_error(errc::unavailable);
+  }
+  rd_kafka_conf_set(conf, "log_level", "3", err, sizeof(err));
+  auto* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+  if (rk == nullptr) {
+    log()->error("event=embedded_kafka_failed detail=\"{}\"", err);
+    return caf::make_error(errc::unavailable);
+  }
+  std::unique_ptr<embedded_kafka> self{new embedded_kafka};
+  self->handle_ = rk;
+  self->bootstrap_ = rd_kafka_mock_cluster_bootstraps(rd_kafka_handle_mock_cluster(rk));
+  log()->info("event=embedded_kafka_started bootstrap={} note=\"librdkafka mock cluster: "
+              "in-memory development broker, not durable\"",
+              self->bootstrap_);
+  return self;
+}
+
+embedded_kafka::~embedded_kafka() {
+  if (handle_ != nullptr)
+    rd_kafka_destroy(handle_);
+}
+
+} // namespace emporium::persistence

@@ -1,0 +1,31 @@
+#pragma once
+
+#include "protocols/type_ids.hpp"
+
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
+
+/// Typed actor interfaces. Entity actors (SKU groups, later carts and orders)
+/// are reached only through the router; services (store) by handle.
+namespace emporium::protocols {
+
+/// One SKU x warehouse pair. Every mutating command answers once durable.
+using stock_actor = caf::typed_actor<
+  caf::replies_to<push_stock_level>::with<stock_result>,
+  caf::replies_to<adjust_stock>::with<stock_result>,
+  caf::replies_to<reserve_stock>::with<stock_result>,
+  caf::replies_to<release_stock>::with<stock_result>,
+  caf::replies_to<commit_stock>::with<stock_result>,
+  caf::replies_to<get_stock_level>::with<stock_level>,
+  caf::replies_to<get_hold>::with<hold_view>,
+  caf::replies_to<passivate_atom>::with<bool>, ///< true: idle, may stop
+  caf::reacts_to<expire_atom>>;
+
+/// The PostgreSQL store (a pool of detached workers behind one handle).
+using store_actor = caf::typed_actor<
+  caf::replies_to<stock_batch>::with<ok_atom>,
+  caf::replies_to<load_sku>::with<sku_snapshot>,
+  caf::replies_to<locate_reservation>::with<reservation_rows>,
+  caf::replies_to<ping_atom>::with<ok_atom>>; ///< ok when PostgreSQL answers
+
+} // namespace emporium::protocols

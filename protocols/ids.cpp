@@ -1,0 +1,66 @@
+#include "protocols/ids.hpp"
+
+#include <cstdint>
+#include <random>
+
+namespace emporium::protocols {
+
+namespace {
+
+std::mt19937_64& rng() {
+  thread_local std::mt19937_64 engine{[] {
+    std::random_device rd;
+    return (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  }()};
+  return engine;
+}
+
+void append_hex(std::string& out, uint64_t x, int digits) {
+  static constexpr char hex[] = "0123456789abcdef";
+  for (int i = digits - 1; i >= 0; --i)
+    out += hex[(x >> (i * 4)) & 0xF];
+}
+
+} // namespace
+
+std::string new_uuid() {
+  auto hi = rng()();
+  auto lo = rng()();
+  hi = (hi & 0xFFFFFFFFFFFF0FFFull) | 0x0000000000004000ull; // version 4
+  lo = (lo & 0x3FFFFFFFFFFFFFFFull) | 0x8000000000000000ull; // variant 10
+  std::string out;
+  out.reserve(36);
+  append_hex(out, hi >> 32, 8);
+  out += '-';
+  append_hex(out, (hi >> 16) & 0xFFFF, 4);
+  out += '-';
+  append_hex(out, hi & 0xFFFF, 4);
+  out += '-';
+  append_hex(out, lo >> 48, 4);
+  out += '-';
+  append_hex(out, lo & 0xFFFFFFFFFFFFull, 12);
+  return out;
+}
+
+std::string new_id(std::string_view prefix) {
+  std::string out{prefix};
+  append_hex(out, rng()(), 16);
+  append_hex(out, rng()() & 0xFFFFFFFF, 8);
+  return out;
+}
+
+bool valid_id(std::string_view id) noexcept {
+  if (id.empty() || id.size() > 64)
+    return false;
+  auto alnum = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+  };
+  if (!alnum(id[0]))
+    return false;
+  for (char c : id.substr(1))
+    if (!alnum(c) && c != '.' && c != '_' && c != ':' && c != '-')
+      return false;
+  return true;
+}
+
+} // namespace emporium::protocols

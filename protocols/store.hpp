@@ -1,0 +1,103 @@
+#pragma once
+
+#include "protocols/inventory.hpp"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+/// What actors ask of the persistence layer, and the event envelope every
+/// domain event is written in (the outbox relays it to Kafka as is).
+namespace emporium::protocols {
+
+/// A domain event in the contract's envelope terms.
+struct domain_event {
+  std::string event_id;       ///< UUID, lets consumers drop duplicates
+  std::string event_type;     ///< past tense, e.g. "stock_reserved"
+  std::string aggregate_id;   ///< Kafka key, e.g. "S1@w1" for a stock pair
+  std::string aggregate_type; ///< "stock", "cart", "order"
+  int64_t event_version = 0;  ///< per-aggregate sequence number (1, 2, ...)
+  int64_t event_time_ms = 0;
+  std::string data_json; ///< the envelope's "data" object, serialized
+  std::string correlation_id;
+  std::string causation_id;
+  std::string user_id;
+  std::string node;
+  bool operator==(const domain_event&) const = default;
+};
+
+/// The durable state of one pair: level plus its live (held or committed) holds.
+struct pair_snapshot {
+  stock_level level;
+  std::vector<hold_view> holds;
+  bool operator==(const pair_snapshot&) const = default;
+};
+
+/// One group-commit transaction of one pair: the events, the state after
+/// them, and every hold whose row changed. Fails with `conflict` unless the
+/// stored version still equals `expected_version`.
+struct stock_batch {
+  int64_t expected_version = 0;
+  pair_snapshot after;
+  std::vector<domain_event> events;
+  std::vector<hold_view> hold_changes;
+  bool operator==(const stock_batch&) const = default;
+};
+
+/// Everything stored for one SKU, for recovery.
+struct load_sku {
+  std::string sku;
+  bool operator==(const load_sku&) const = default;
+};
+
+struct sku_snapshot {
+  std::string sku;
+  std::vector<pair_snapshot> pairs;
+  bool operator==(const sku_snapshot&) const = default;
+};
+
+/// Finds the SKU and the hold rows of a reservation id (any status).
+struct locate_reservation {
+  std::string reservation_id;
+  bool operator==(const locate_reservation&) const = default;
+};
+
+struct reservation_rows {
+  std::string sku; ///< empty: unknown reservation
+  std::vector<hold_view> holds;
+  bool operator==(const reservation_rows&) const = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, domain_event& x) {
+  return f(caf::meta::type_name("domain_event"), x.event_id, x.event_type,
+           x.aggregate_id, x.aggregate_type, x.event_version, x.event_time_ms,
+           x.data_json, x.correlation_id, x.causation_id, x.user_id, x.node);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, pair_snapshot& x) {
+  return f(caf::meta::type_name("pair_snapshot"), x.level, x.holds);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, stock_batch& x) {
+  return f(caf::meta::type_name("stock_batch"), x.expected_version, x.after,
+           x.events, x.hold_changes);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, load_sku& x) {
+  return f(caf::meta::type_name("load_sku"), x.sku);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, sku_snapshot& x) {
+  return f(caf::meta::type_name("sku_snapshot"), x.sku, x.pairs);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, locate_reservation& x) {
+  return f(caf::meta::type_name("locate_reservation"), x.reservation_id);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, reservation_rows& x) {
+  return f(caf::meta::type_name("reservation_rows"), x.sku, x.holds);
+}
+
+} // namespace emporium::protocols

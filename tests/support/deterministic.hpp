@@ -1,0 +1,136 @@
+#pragma once
+
+#include "protocols/actors.hpp"
+#include "protocols/errc.hpp"
+
+#include <caf/all.hpp>
+#include <caf/scheduler/test_coordinator.hpp>
+
+#include <deque>
+#include <memory>
+
+namespace emporium::test {
+
+/// An actor system on CAF's deterministic scheduler: nothing runs until the
+/// test says so, and time moves only by advance_time. (CAF's own
+/// test_coordinator_fixture needs CAF's test engine, which clashes with doctest.)
+class deterministic {
+public:
+  struct config : caf::actor_system_config {
+    config() {
+      set("scheduler.policy", caf::atom("testing"));
+      set("logger.verbosity", caf::atom("quiet"));
+      add_message_types<caf::id_block::emporium>();
+    }
+  };
+
+  deterministic();
+  ~deterministic();
+
+  /// Runs every runnable actor until nothing is left to do.
+  void run() { sched.run(); }
+
+  /// Moves the actor clock (firing due timers) and runs what became runnable.
+  void advance_time(caf::timespan d) {
+    sched.advance_time(d);
+    sched.run();
+  }
+
+  /// Sends a request, runs the system, and returns the reply (or error).
+  template <class T, class Handle, class Msg>
+  caf::expected<T> ask(const Handle& dest, Msg msg) {
+    auto pending = send_request(dest, std::move(msg));
+    run();
+    return receive<T>(pending);
+  }
+
+  /// Sends a request without running anything; pass the result to receive().
+  template <class Handle, class Msg>
+  auto send_request(const Handle& dest, Msg msg) {
+    return self->request(caf::actor_cast<caf::actor>(dest), caf::infinite, std::move(msg));
+  }
+
+  /// Takes the reply of an earlier request out of the test's mailbox. The reply
+  /// must already be there (call run() first): a missing one is an error.
+  template <class T, class Pending>
+  caf::expected<T> receive(Pending& pending) {
+    caf::expected<T> out{caf::make_error(errc::internal)};
+    bool got = false;
+    pending.receive([&](T& x) { out = std::move(x); got = true; },
+                    [&](caf::error& e) { out = std::move(e); got = true; });
+    return out;
+  }
+
+  config cfg;
+  caf::actor_system sys;
+  caf::scheduler::test_coordinator& sched;
+  caf::scoped_actor self;
+};
+
+inline deterministic::deterministic()
+  : sys(cfg), sched(dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler())),
+    self(sys) {
+}
+
+inline deterministic::~deterministic() {
+  run(); // drain; actors still alive are not awaited (nothing would run them)
+  sys.await_actors_before_shutdown(false);
+}
+
+/// A store double: remembers every batch and answers a write only when the
+/// test completes it, so a test can hold a write "in flight".
+struct store_double_control {
+  std::vector<protocols::stock_batch> batches; ///< every batch received, in order
+  size_t waiting = 0;                          ///< writes not yet answered
+  protocols::sku_snapshot stored;              ///< what load_sku answers
+  caf::error load_error;                       ///< if set, load_sku fails with it
+};
+
+/// Spawns the double; complete_write() answers its oldest waiting write.
+inline protocols::store_actor spawn_store_double(caf::actor_system& sys,
+                                                 std::shared_ptr<store_double_control> ctl) {
+  struct state {
+    std::deque<caf::response_promise> waiting;
+  };
+  auto fn = [ctl](caf::stateful_actor<state>* self) -> caf::behavior {
+    return {
+      [=](protocols::stock_batch& b) {
+        ctl->batches.push_back(b);
+        ++ctl->waiting;
+        self->state.waiting.push_back(self->make_response_promise());
+        return self->state.waiting.back();
+      },
+      [=](protocols::ok_atom, caf::error& err) {
+        auto rp = std::move(self->state.waiting.front());
+        self->state.waiting.pop_front();
+        --ctl->waiting;
+        if (err)
+          rp.deliver(std::move(err));
+        else
+          rp.deliver(protocols::ok_atom_v);
+      },
+      [=](protocols::load_sku&) -> caf::result<protocols::sku_snapshot> {
+        if (ctl->load_error)
+          return ctl->load_error;
+        return ctl->stored;
+      },
+      [=](protocols::locate_reservation&) -> caf::result<protocols::reservation_rows> {
+        return protocols::reservation_rows{};
+      },
+      [=](protocols::ping_atom) -> caf::result<protocols::ok_atom> {
+        return protocols::ok_atom_v;
+      },
+    };
+  };
+  return caf::actor_cast<protocols::store_actor>(sys.spawn(fn));
+}
+
+/// Answers the store double's oldest waiting write (with `err` if given) and
+/// runs what follows.
+inline void complete_write(deterministic& d, const protocols::store_actor& store,
+                           caf::error err = caf::error{}) {
+  d.self->send(caf::actor_cast<caf::actor>(store), protocols::ok_atom_v, std::move(err));
+  d.run();
+}
+
+} // namespace emporium::test
