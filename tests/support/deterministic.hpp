@@ -27,13 +27,18 @@ public:
   deterministic();
   ~deterministic();
 
-  /// Runs every runnable actor until nothing is left to do.
-  void run() { sched.run(); }
+  /// Runs every runnable actor until nothing is left to do. Unlike
+  /// test_coordinator::run() it never fires timers: time moves only by
+  /// advance_time (periodic timers would otherwise spin forever).
+  void run() {
+    while (sched.try_run_once()) {
+    }
+  }
 
   /// Moves the actor clock (firing due timers) and runs what became runnable.
   void advance_time(caf::timespan d) {
     sched.advance_time(d);
-    sched.run();
+    run();
   }
 
   /// Sends a request, runs the system, and returns the reply (or error).
@@ -73,7 +78,10 @@ inline deterministic::deterministic()
 }
 
 inline deterministic::~deterministic() {
-  run(); // drain; actors still alive are not awaited (nothing would run them)
+  // Drain, drop pending timers (the scheduler's shutdown would fire periodic
+  // ones forever) and do not wait for actors nothing will run any more.
+  run();
+  sched.clock().cancel_all();
   sys.await_actors_before_shutdown(false);
 }
 

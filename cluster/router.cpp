@@ -1,0 +1,162 @@
+#include "cluster/router.hpp"
+
+#include "protocols/errc.hpp"
+#include "protocols/logging.hpp"
+#include "protocols/metrics.hpp"
+#include "protocols/type_ids.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include <unordered_map>
+
+namespace emporium::cluster {
+
+using namespace protocols;
+
+namespace {
+
+spdlog::logger* log() {
+  static auto instance = named_logger("cluster");
+  return instance.get();
+}
+
+struct entry {
+  caf::actor actor;
+  caf::actor_clock::time_point last_used;
+  bool passivating = false;
+  /// Requests that arrived while the entity was deciding whether to stop.
+  std::vector<std::pair<caf::message, caf::response_promise>> buffered;
+};
+
+struct shard_state {
+  static inline const char* name = "entity_router";
+  std::unordered_map<std::string, entry> entities;
+  std::unordered_map<caf::actor_addr, std::string> keys;
+  std::map<std::string, entity_factory> factories;
+  router_config cfg;
+};
+
+using self_ptr = caf::stateful_actor<shard_state>*;
+
+caf::actor spawn_entity(self_ptr self, const std::string& key) {
+  auto colon = key.find(':');
+  auto kind = key.substr(0, colon);
+  auto i = self->state.factories.find(kind);
+  if (colon == std::string::npos || i == self->state.factories.end())
+    return {};
+  auto a = i->second(self->system(), key.substr(colon + 1));
+  self->monitor(a);
+  self->state.keys[a.address()] = key;
+  return a;
+}
+
+void flush_buffered(entry& e) {
+  for (auto& [msg, rp] : e.buffered)
+    rp.delegate(e.actor, std::move(msg));
+  e.buffered.clear();
+}
+
+caf::behavior shard_behavior(self_ptr self, router_config cfg,
+                             std::map<std::string, entity_factory> factories) {
+  self->state.cfg = cfg;
+  self->state.factories = std::move(factories);
+  auto sweep_every = cfg.passivate_after / 2;
+  if (cfg.passivate_after.count() > 0)
+    self->delayed_send(self, sweep_every, sweep_atom_v);
+  self->set_down_handler([self](caf::down_msg& dm) {
+    auto& st = self->state;
+    auto k = st.keys.find(dm.source);
+    if (k == st.keys.end())
+      return;
+    auto key = std::move(k->second);
+    st.keys.erase(k);
+    auto e = st.entities.find(key);
+    if (e == st.entities.end())
+      return;
+    if (dm.reason && dm.reason != caf::exit_reason::user_shutdown)
+      log()->warn("event=entity_down key={} reason={}", key, self->system().render(dm.reason));
+    if (e->second.buffered.empty()) {
+      st.entities.erase(e);
+      return;
+    }
+    // Requests waited for the old instance to finish: start a fresh one,
+    // which recovers from what the old one made durable.
+    e->second.actor = spawn_entity(self, key);
+    e->second.passivating = false;
+    e->second.last_used = self->clock().now();
+    flush_buffered(e->second);
+  });
+  return {
+    [self](route_atom, const std::string& key, caf::message& msg) {
+      auto& st = self->state;
+      auto i = st.entities.find(key);
+      if (i == st.entities.end()) {
+        auto a = spawn_entity(self, key);
+        if (!a) {
+          auto rp = self->make_response_promise();
+          rp.deliver(caf::make_error(errc::not_found, std::string{"unknown entity kind"}));
+          return;
+        }
+        i = st.entities.emplace(key, entry{std::move(a), {}, false, {}}).first;
+      }
+      auto& e = i->second;
+      if (e.passivating) {
+        e.buffered.emplace_back(std::move(msg), self->make_response_promise());
+        return;
+      }
+      e.last_used = self->clock().now();
+      self->delegate(e.actor, std::move(msg));
+    },
+    [self, sweep_every](sweep_atom) {
+      auto& st = self->state;
+      auto now = self->clock().now();
+      for (auto& [key, e] : st.entities) {
+        if (e.passivating || now - e.last_used < st.cfg.passivate_after)
+          continue;
+        e.passivating = true;
+        self->request(e.actor, std::chrono::seconds{10}, passivate_atom_v)
+          .then(
+            [self, key = key](bool stopping) {
+              if (stopping)
+                return; // the down message finishes the job
+              auto& st = self->state;
+              if (auto i = st.entities.find(key); i != st.entities.end()) {
+                i->second.passivating = false;
+                i->second.last_used = self->clock().now();
+                flush_buffered(i->second);
+              }
+            },
+            [](caf::error&) {
+              // The entity is gone or stuck; its down message cleans up.
+            });
+      }
+      self->delayed_send(self, sweep_every, sweep_atom_v);
+    },
+  };
+}
+
+} // namespace
+
+entity_router::entity_router(caf::actor_system& sys, router_config cfg,
+                             std::map<std::string, entity_factory> factories)
+  : cfg_(cfg) {
+  for (size_t i = 0; i < cfg.shard_actors; ++i)
+    shard_actors_.push_back(sys.spawn(shard_behavior, cfg, factories));
+}
+
+uint32_t entity_router::shard_of(std::string_view key) const noexcept {
+  uint32_t h = 2166136261u; // FNV-1a: stable across processes and builds
+  for (unsigned char c : key) {
+    h ^= c;
+    h *= 16777619u;
+  }
+  return h % cfg_.shards;
+}
+
+const caf::actor& entity_router::shard_for(std::string_view key) const noexcept {
+  return shard_actors_[shard_of(key) % shard_actors_.size()];
+}
+
+} // namespace emporium::cluster

@@ -1,0 +1,100 @@
+#include "cluster/router.hpp"
+
+#include "actors/sku.hpp"
+#include "tests/support/deterministic.hpp"
+
+#include <doctest/doctest.h>
+
+using namespace emporium;
+using namespace emporium::protocols;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct router_fixture : test::deterministic {
+  std::shared_ptr<test::store_double_control> ctl = std::make_shared<test::store_double_control>();
+  store_actor store = test::spawn_store_double(sys, ctl);
+  int spawned = 0;
+  cluster::entity_router router{
+    sys, cluster::router_config{1024, 2, 60s},
+    {{"sku", [this](caf::actor_system& s, const std::string& id) {
+        ++spawned;
+        return actors::spawn_sku(s, id, store, {});
+      }}}};
+
+  template <class T>
+  caf::expected<T> route(const std::string& key, caf::message msg) {
+    auto pending = send_request(router.shard_for(key), caf::make_message(route_atom_v, key, msg));
+    run();
+    while (ctl->waiting > 0)
+      complete_write(*this, store);
+    return receive<T>(pending);
+  }
+};
+
+} // namespace
+
+TEST_CASE("the shard of a key is stable and within range") {
+  test::deterministic d;
+  cluster::entity_router r{d.sys, {}, {}};
+  CHECK(r.shard_of("sku:S1") == r.shard_of("sku:S1"));
+  CHECK(r.shard_of("sku:S1") < 1024);
+  CHECK(r.shard_of("sku:S1") != r.shard_of("sku:S2"));
+}
+
+TEST_CASE_FIXTURE(router_fixture, "an entity is spawned on first use and reused after") {
+  auto pushed = route<stock_result>(
+    "sku:S1", caf::make_message(pair_atom_v, std::string{"w1"},
+                                caf::make_message(push_stock_level{7, 1, false, 0, ""})));
+  REQUIRE(pushed);
+  auto level = route<stock_level>(
+    "sku:S1", caf::make_message(pair_atom_v, std::string{"w1"}, caf::make_message(get_stock_level{})));
+  REQUIRE(level);
+  CHECK(level->on_hand == 7);
+  CHECK(spawned == 1);
+}
+
+TEST_CASE_FIXTURE(router_fixture, "an unknown kind is not found") {
+  auto r = route<stock_level>("cart:c1", caf::make_message(get_stock_level{}));
+  REQUIRE_FALSE(r);
+  CHECK(to_errc(r.error()) == errc::not_found);
+}
+
+TEST_CASE_FIXTURE(router_fixture, "an idle entity is passivated and recovered from the store on next use") {
+  REQUIRE(route<stock_result>(
+    "sku:S1", caf::make_message(pair_atom_v, std::string{"w1"},
+                                caf::make_message(push_stock_level{7, 1, false, 0, ""}))));
+  // What the store now holds, as the next instance will load it.
+  pair_snapshot p;
+  p.level = ctl->batches.back().after.level;
+  ctl->stored = sku_snapshot{"S1", {p}};
+  advance_time(31s);
+  advance_time(31s);
+  advance_time(31s);
+  auto level = route<stock_level>(
+    "sku:S1", caf::make_message(pair_atom_v, std::string{"w1"}, caf::make_message(get_stock_level{})));
+  REQUIRE(level);
+  CHECK(level->on_hand == 7);
+  CHECK(spawned == 2);
+}
+
+TEST_CASE_FIXTURE(router_fixture, "an entity holding live reservations is not passivated") {
+  REQUIRE(route<stock_result>(
+    "sku:S1", caf::make_message(pair_atom_v, std::string{"w1"},
+                                caf::make_message(push_stock_level{7, 1, false, 0, ""}))));
+  auto expiry = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  std::chrono::system_clock::now().time_since_epoch())
+                  .count()
+                + 3600 * 1000;
+  REQUIRE(route<stock_result>(
+    "sku:S1", caf::make_message(pair_atom_v, std::string{"w1"},
+                                caf::make_message(reserve_stock{"r1", 2, expiry, ""}))));
+  advance_time(31s);
+  advance_time(31s);
+  advance_time(31s);
+  auto level = route<stock_level>(
+    "sku:S1", caf::make_message(pair_atom_v, std::string{"w1"}, caf::make_message(get_stock_level{})));
+  REQUIRE(level);
+  CHECK(level->reserved == 2);
+  CHECK(spawned == 1);
+}
