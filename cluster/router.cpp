@@ -7,6 +7,7 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 
 #include <unordered_map>
@@ -65,6 +66,12 @@ caf::behavior shard_behavior(self_ptr self, router_config cfg,
   auto sweep_every = cfg.passivate_after / 2;
   if (cfg.passivate_after.count() > 0)
     self->delayed_send(self, sweep_every, sweep_atom_v);
+  self->set_exit_handler([self](caf::exit_msg& msg) {
+    // Shutdown: take the entities down with us.
+    for (auto& [key, e] : self->state.entities)
+      self->send_exit(e.actor, msg.reason);
+    self->quit(msg.reason);
+  });
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
     auto k = st.keys.find(dm.source);
@@ -144,6 +151,11 @@ entity_router::entity_router(caf::actor_system& sys, router_config cfg,
   : cfg_(cfg) {
   for (size_t i = 0; i < cfg.shard_actors; ++i)
     shard_actors_.push_back(sys.spawn(shard_behavior, cfg, factories));
+}
+
+void entity_router::stop() {
+  for (auto& a : shard_actors_)
+    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
 }
 
 uint32_t entity_router::shard_of(std::string_view key) const noexcept {

@@ -41,6 +41,9 @@ public:
 
   const router_config& config() const noexcept { return cfg_; }
 
+  /// Stops the shard actors and every entity they run.
+  void stop();
+
 private:
   router_config cfg_;
   std::vector<caf::actor> shard_actors_;

@@ -5,6 +5,8 @@
 #include <memory>
 #include <string>
 
+struct rd_kafka_s;
+
 namespace emporium::persistence {
 
 /// librdkafka's mock cluster, started inside the process for development and
@@ -20,7 +22,7 @@ public:
 
 private:
   embedded_kafka() = default;
-  struct rd_kafka_s* handle_ = nullptr;
+  ::rd_kafka_s* handle_ = nullptr;
   std::string bootstrap_;
 };
 

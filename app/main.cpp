@@ -1,0 +1,304 @@
+// The composition root: the only place that links every folder.
+#include "actors/sku.hpp"
+#include "cluster/router.hpp"
+#include "gateway/jwt.hpp"
+#include "gateway/server.hpp"
+#include "persistence/embedded_kafka.hpp"
+#include "persistence/migrations.hpp"
+#include "persistence/pg_store.hpp"
+#include "protocols/errc.hpp"
+#include "protocols/logging.hpp"
+#include "protocols/type_ids.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/send.hpp>
+
+#include <spdlog/cfg/env.h>
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/stdout_sinks.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <thread>
+
+using namespace emporium;
+
+namespace {
+
+constexpr const char* usage = R"(emporium: actor-based real-time commerce backend
+
+Usage:
+  emporium serve [options]     start a node
+  emporium migrate [--pg URL]  apply database migrations and exit
+  emporium token --sub ID --role customer|warehouse|ops [--wh W1,W2] [--ttl SECONDS]
+                               print a token signed with the configured secret
+  emporium --help
+
+Options of serve (each also an environment variable; a flag wins):
+  --http ADDR:PORT           EMPORIUM_HTTP         listen address    [127.0.0.1:8080]
+  --pg URL                   EMPORIUM_PG           libpq URL of PostgreSQL
+                                                   [postgresql://postgres@127.0.0.1:55432/emporium]
+  --kafka SERVERS|embedded   EMPORIUM_KAFKA        Kafka bootstrap servers, or `embedded` for the
+                                                   in-process development broker [embedded]
+  --jwt-secret SECRET        EMPORIUM_JWT_SECRET   HS256 secret of bearer tokens (required outside dev)
+  --node-id ID               EMPORIUM_NODE_ID      this node's id in events and logs [node-1]
+  --io-threads N             EMPORIUM_IO_THREADS   HTTP I/O threads [1]
+  --store-connections N      EMPORIUM_STORE_CONNECTIONS  PostgreSQL connections [4]
+  --passivate-after SECONDS  EMPORIUM_PASSIVATE_AFTER    idle time before an entity stops [600]
+  --default-hold-ttl SECONDS EMPORIUM_DEFAULT_HOLD_TTL   reservation TTL when none given [900]
+  --max-hold-ttl SECONDS     EMPORIUM_MAX_HOLD_TTL       largest ttl_s accepted [3600]
+  --body-limit BYTES         EMPORIUM_BODY_LIMIT   request body limit [1048576]
+  --log-format json|text     EMPORIUM_LOG_FORMAT   log lines as JSON (default) or text
+
+Logging levels: SPDLOG_LEVEL, e.g. SPDLOG_LEVEL=info,gateway=debug.
+SIGTERM or SIGINT: stop accepting, finish in-flight requests, flush, exit 0.
+)";
+
+struct options {
+  std::map<std::string, std::string> values;
+
+  std::string get(const std::string& flag, const char* env, const std::string& fallback) const {
+    if (auto i = values.find(flag); i != values.end())
+      return i->second;
+    if (auto* e = std::getenv(env); e != nullptr && *e != '\0')
+      return e;
+    return fallback;
+  }
+
+  std::optional<int64_t> number(const std::string& flag, const char* env, int64_t fallback) const {
+    auto s = get(flag, env, std::to_string(fallback));
+    try {
+      size_t used = 0;
+      auto x = std::stoll(s, &used);
+      if (used != s.size() || x < 0)
+        throw std::invalid_argument{s};
+      return x;
+    } catch (const std::exception&) {
+      std::cerr << "emporium: " << flag << " must be a non-negative integer, got '" << s << "'\n";
+      return std::nullopt;
+    }
+  }
+};
+
+std::optional<options> parse_flags(int argc, char** argv, int first) {
+  options out;
+  for (int i = first; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a.rfind("--", 0) != 0 || i + 1 >= argc) {
+      std::cerr << "emporium: unexpected argument '" << a << "' (see --help)\n";
+      return std::nullopt;
+    }
+    out.values[a] = argv[++i];
+  }
+  return out;
+}
+
+/// %* in a pattern: the message, escaped for a JSON string.
+class json_message_flag : public spdlog::custom_flag_formatter {
+public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    for (char c : msg.payload) {
+      switch (c) {
+        case '"': dest.append(std::string_view{"\\\""}); break;
+        case '\\': dest.append(std::string_view{"\\\\"}); break;
+        case '\n': dest.append(std::string_view{"\\n"}); break;
+        default:
+          if (static_cast<unsigned char>(c) < 0x20)
+            dest.append(std::string_view{" "});
+          else
+            dest.push_back(c);
+      }
+    }
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<json_message_flag>();
+  }
+};
+
+void setup_logging(const std::string& format) {
+  auto logger = std::make_shared<spdlog::logger>(
+    "emporium", std::make_shared<spdlog::sinks::stdout_sink_mt>());
+  spdlog::set_default_logger(logger);
+  // Set on the registry, so every folder's logger (initialize_logger) gets it.
+  if (format == "text") {
+    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %l [%n] %v");
+  } else {
+    auto f = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
+    f->add_flag<json_message_flag>('*').set_pattern(
+      R"({"time":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","logger":"%n","msg":"%*"})");
+    spdlog::set_formatter(std::move(f));
+  }
+  spdlog::flush_on(spdlog::level::warn);
+  spdlog::cfg::load_env_levels();
+}
+
+int token_command(const options& o) {
+  gateway::principal p;
+  p.sub = o.get("--sub", "EMPORIUM_TOKEN_SUB", "");
+  p.role = o.get("--role", "EMPORIUM_TOKEN_ROLE", "");
+  auto wh = o.get("--wh", "EMPORIUM_TOKEN_WH", "");
+  auto ttl = o.number("--ttl", "EMPORIUM_TOKEN_TTL", 3600);
+  auto secret = o.get("--jwt-secret", "EMPORIUM_JWT_SECRET", "");
+  if (p.sub.empty() || (p.role != "customer" && p.role != "warehouse" && p.role != "ops")) {
+    std::cerr << "emporium token: --sub ID and --role customer|warehouse|ops are required\n";
+    return 2;
+  }
+  if (!ttl)
+    return 2;
+  if (secret.empty()) {
+    std::cerr << "emporium token: set EMPORIUM_JWT_SECRET (or --jwt-secret)\n";
+    return 2;
+  }
+  std::stringstream ss{wh};
+  for (std::string w; std::getline(ss, w, ',');)
+    if (!w.empty())
+      p.warehouses.push_back(w);
+  auto now = std::chrono::duration_cast<std::chrono::seconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+               .count();
+  std::cout << gateway::sign_jwt(p, secret, now, *ttl) << "\n";
+  return 0;
+}
+
+const char* default_pg = "postgresql://postgres@127.0.0.1:55432/emporium";
+
+int migrate_command(const options& o) {
+  setup_logging(o.get("--log-format", "EMPORIUM_LOG_FORMAT", "text"));
+  auto applied = persistence::migrate(o.get("--pg", "EMPORIUM_PG", default_pg));
+  if (!applied)
+    return 1;
+  std::cout << "migrations applied: " << *applied << "\n";
+  return 0;
+}
+
+int serve_command(const options& o) {
+  setup_logging(o.get("--log-format", "EMPORIUM_LOG_FORMAT", "json"));
+  auto log = protocols::named_logger("app");
+  auto http = o.get("--http", "EMPORIUM_HTTP", "127.0.0.1:8080");
+  auto pg = o.get("--pg", "EMPORIUM_PG", default_pg);
+  auto kafka = o.get("--kafka", "EMPORIUM_KAFKA", "embedded");
+  auto secret = o.get("--jwt-secret", "EMPORIUM_JWT_SECRET", "");
+  auto node = o.get("--node-id", "EMPORIUM_NODE_ID", "node-1");
+  auto io_threads = o.number("--io-threads", "EMPORIUM_IO_THREADS", 1);
+  auto connections = o.number("--store-connections", "EMPORIUM_STORE_CONNECTIONS", 4);
+  auto passivate = o.number("--passivate-after", "EMPORIUM_PASSIVATE_AFTER", 600);
+  auto default_ttl = o.number("--default-hold-ttl", "EMPORIUM_DEFAULT_HOLD_TTL", 900);
+  auto max_ttl = o.number("--max-hold-ttl", "EMPORIUM_MAX_HOLD_TTL", 3600);
+  auto body_limit = o.number("--body-limit", "EMPORIUM_BODY_LIMIT", 1 << 20);
+  if (!io_threads || !connections || !passivate || !default_ttl || !max_ttl || !body_limit)
+    return 2;
+  auto colon = http.rfind(':');
+  if (colon == std::string::npos) {
+    std::cerr << "emporium: --http must be ADDR:PORT\n";
+    return 2;
+  }
+  if (secret.empty()) {
+    std::cerr << "emporium: EMPORIUM_JWT_SECRET (or --jwt-secret) is required\n";
+    return 2;
+  }
+
+  // Block the stop signals in every thread; the main thread waits for them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  caf::expected<int> migrated = caf::make_error(errc::unavailable);
+  for (int attempt = 0; attempt < 20 && !migrated; ++attempt) {
+    migrated = persistence::migrate(pg);
+    if (!migrated && to_errc(migrated.error()) == errc::unavailable)
+      std::this_thread::sleep_for(std::chrono::milliseconds{500});
+    else
+      break;
+  }
+  if (!migrated) {
+    log->error("event=startup_failed reason=migrations pg={}", pg);
+    return 1;
+  }
+
+  std::unique_ptr<persistence::embedded_kafka> broker;
+  if (kafka == "embedded") {
+    auto started = persistence::embedded_kafka::start();
+    if (!started)
+      return 1;
+    broker = std::move(*started);
+    kafka = broker->bootstrap_servers();
+  }
+
+  caf::actor_system_config cfg;
+  cfg.add_message_types<caf::id_block::emporium>();
+  cfg.set("logger.verbosity", caf::atom("quiet"));
+  caf::actor_system sys{cfg};
+
+  auto store = persistence::spawn_pg_store(sys, {pg, static_cast<size_t>(*connections)});
+  actors::stock_config stock_cfg;
+  stock_cfg.node = node;
+  cluster::router_config rcfg;
+  rcfg.passivate_after = std::chrono::seconds{*passivate};
+  cluster::entity_router router{
+    sys, rcfg,
+    {{"sku", [store, stock_cfg](caf::actor_system& s, const std::string& id) {
+        return actors::spawn_sku(s, id, store, stock_cfg);
+      }}}};
+
+  gateway::gateway_config gcfg;
+  gcfg.address = http.substr(0, colon);
+  gcfg.port = static_cast<uint16_t>(std::stoi(http.substr(colon + 1)));
+  gcfg.io_threads = std::max<size_t>(1, static_cast<size_t>(*io_threads));
+  gcfg.jwt_secret = secret;
+  gcfg.default_hold_ttl_s = *default_ttl;
+  gcfg.max_hold_ttl_s = *max_ttl;
+  gcfg.body_limit = static_cast<size_t>(*body_limit);
+  gateway::server server{gcfg, gateway::gateway_deps{
+                                 sys, [&router](std::string_view key) { return router.shard_for(key); },
+                                 store}};
+  auto port = server.start();
+  if (!port) {
+    router.stop();
+    caf::anon_send_exit(store, caf::exit_reason::user_shutdown);
+    return 1;
+  }
+  log->info("event=node_started node={} url=http://{}:{} kafka={} pg_migrations_applied={}",
+            node, gcfg.address, *port, kafka, *migrated);
+  std::cout << "emporium node " << node << " serving http://" << gcfg.address << ":" << *port
+            << "  (kafka: " << kafka << ")" << std::endl;
+
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  log->info("event=node_stopping signal={}", sig);
+  server.stop(std::chrono::seconds{10}); // finish in-flight requests
+  router.stop();                         // entities answer nothing new
+  caf::anon_send_exit(store, caf::exit_reason::user_shutdown);
+  log->info("event=node_stopped node={}", node);
+  spdlog::default_logger()->flush();
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::string{argv[1]} == "--help" || std::string{argv[1]} == "-h"
+      || std::string{argv[1]} == "help") {
+    std::cout << usage;
+    return argc < 2 ? 2 : 0;
+  }
+  std::string cmd = argv[1];
+  auto flags = parse_flags(argc, argv, 2);
+  if (!flags)
+    return 2;
+  if (cmd == "serve")
+    return serve_command(*flags);
+  if (cmd == "token")
+    return token_command(*flags);
+  if (cmd == "migrate")
+    return migrate_command(*flags);
+  std::cerr << "emporium: unknown command '" << cmd << "' (see --help)\n";
+  return 2;
+}

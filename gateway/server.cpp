@@ -1,0 +1,851 @@
+// The only Beast translation unit of the gateway (Beast is slow to compile).
+#include "gateway/server.hpp"
+
+#include "gateway/jwt.hpp"
+#include "protocols/errc.hpp"
+#include "protocols/ids.hpp"
+#include "protocols/logging.hpp"
+#include "protocols/metrics.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/json.hpp>
+
+#include <atomic>
+#include <ctime>
+#include <initializer_list>
+#include <map>
+#include <optional>
+#include <thread>
+#include <vector>
+
+namespace emporium::gateway {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+namespace json = boost::json;
+using tcp = net::ip::tcp;
+using namespace protocols;
+
+/// A piece of work for a bridge actor: it runs inside the actor, so it may
+/// send requests and register response handlers.
+struct bridge_job {
+  std::function<void(caf::event_based_actor*)> run;
+};
+
+} // namespace emporium::gateway
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(emporium::gateway::bridge_job)
+
+namespace emporium::gateway {
+
+namespace {
+
+spdlog::logger* log() {
+  static auto instance = named_logger("gateway");
+  return instance.get();
+}
+
+int64_t now_s() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+std::string rfc3339(int64_t ms) {
+  std::time_t secs = ms / 1000;
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  auto n = std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+  std::snprintf(buf + n, sizeof(buf) - n, ".%03dZ", static_cast<int>(ms % 1000));
+  return buf;
+}
+
+http::status status_of(errc e) {
+  switch (e) {
+    case errc::bad_json:
+    case errc::invalid_field: return http::status::bad_request;
+    case errc::unauthenticated: return http::status::unauthorized;
+    case errc::forbidden: return http::status::forbidden;
+    case errc::not_found: return http::status::not_found;
+    case errc::method_not_allowed: return http::status::method_not_allowed;
+    case errc::insufficient_stock:
+    case errc::conflict:
+    case errc::invalid_state: return http::status::conflict;
+    case errc::too_large: return http::status::payload_too_large;
+    case errc::rate_limited: return http::status::too_many_requests;
+    case errc::unavailable: return http::status::service_unavailable;
+    case errc::internal: return http::status::internal_server_error;
+  }
+  return http::status::internal_server_error;
+}
+
+// -- metrics ----------------------------------------------------------------------
+
+struct http_metrics {
+  prometheus::Family<prometheus::Counter>* count;
+  prometheus::Family<prometheus::Histogram>* latency;
+
+  static http_metrics& get() {
+    static http_metrics instance{
+      &prometheus::BuildCounter()
+         .Name("emporium_http_requests_total")
+         .Help("HTTP requests by route, method and status")
+         .Register(metrics::registry()),
+      &prometheus::BuildHistogram()
+         .Name("emporium_http_request_duration_seconds")
+         .Help("HTTP request latency by route and status")
+         .Register(metrics::registry())};
+    return instance;
+  }
+
+  /// Series pointers cached per I/O thread: no shared lookup after warm-up.
+  static void observe(const char* route, const char* method, unsigned status, double secs) {
+    struct series {
+      prometheus::Counter* count;
+      prometheus::Histogram* latency;
+    };
+    thread_local std::map<std::tuple<const char*, const char*, unsigned>, series> cache;
+    auto key = std::make_tuple(route, method, status);
+    auto i = cache.find(key);
+    if (i == cache.end()) {
+      auto& m = get();
+      auto st = std::to_string(status);
+      series s{&m.count->Add({{"route", route}, {"method", method}, {"status", st}}),
+               &m.latency->Add({{"route", route}, {"status", st}}, metrics::latency_buckets())};
+      i = cache.emplace(key, s).first;
+    }
+    i->second.count->Increment();
+    i->second.latency->Observe(secs);
+  }
+};
+
+// -- request body validation ------------------------------------------------------------
+
+/// A 400 with the field named.
+struct field_error {
+  errc code;
+  std::string field;
+  std::string message;
+};
+
+/// Strict reader of a JSON object body: unknown fields, wrong types, numbers
+/// outside int64 and ids outside the contract's pattern are field errors.
+class body_reader {
+public:
+  static std::variant<body_reader, field_error> parse(std::string_view body,
+                                                      std::initializer_list<const char*> allowed) {
+    json::error_code ec;
+    json::parse_options opts;
+    opts.max_depth = 8;
+    auto v = json::parse(body, ec, {}, opts);
+    if (ec)
+      return field_error{errc::bad_json, "", "body is not valid JSON"};
+    if (!v.is_object())
+      return field_error{errc::bad_json, "", "body must be a JSON object"};
+    for (auto& kv : v.as_object()) {
+      bool known = false;
+      for (auto* a : allowed)
+        known = known || kv.key() == a;
+      if (!known)
+        return field_error{errc::invalid_field, std::string{kv.key()}, "unknown field"};
+    }
+    return body_reader{std::move(v.as_object())};
+  }
+
+  /// An integer in [lo, hi]; absent is allowed unless `required`.
+  std::optional<int64_t> integer(const char* name, bool required, int64_t lo, int64_t hi) {
+    auto* v = obj_.if_contains(name);
+    if (v == nullptr) {
+      if (required)
+        fail(name, "is required");
+      return std::nullopt;
+    }
+    if (v->is_uint64() || (v->is_double() && std::abs(v->as_double()) >= 9.2e18))
+      return fail(name, "is out of range (64-bit integer)");
+    if (!v->is_int64())
+      return fail(name, "must be an integer");
+    auto x = v->as_int64();
+    if (x < lo || x > hi)
+      return fail(name, lo == 0 && x < 0 ? "must not be negative"
+                                         : "is out of range");
+    return x;
+  }
+
+  /// A string; `id` checks the contract's id pattern.
+  std::optional<std::string> string(const char* name, bool required, bool id, size_t max = 256) {
+    auto* v = obj_.if_contains(name);
+    if (v == nullptr) {
+      if (required)
+        fail(name, "is required");
+      return std::nullopt;
+    }
+    if (!v->is_string())
+      return failed_string(name, "must be a string");
+    std::string s{v->as_string()};
+    if (id && !valid_id(s))
+      return failed_string(name, "is not a valid id");
+    if (s.size() > max)
+      return failed_string(name, "is too long");
+    return s;
+  }
+
+  std::optional<field_error> error;
+
+private:
+  explicit body_reader(json::object obj) : obj_(std::move(obj)) {
+  }
+  std::nullopt_t fail(const char* name, const char* what) {
+    if (!error)
+      error = field_error{errc::invalid_field, name, std::string{name} + " " + what};
+    return std::nullopt;
+  }
+  std::optional<std::string> failed_string(const char* name, const char* what) {
+    fail(name, what);
+    return std::nullopt;
+  }
+  json::object obj_;
+};
+
+json::object level_json(const stock_level& l) {
+  return {{"sku", l.sku},           {"warehouse", l.warehouse},
+          {"on_hand", l.on_hand},   {"reserved", l.reserved},
+          {"committed", l.committed}, {"available", l.available},
+          {"low_stock_threshold", l.low_stock_threshold}, {"version", l.version},
+          {"last_seq", l.last_seq}};
+}
+
+json::object reservation_json(const reservation& r) {
+  json::array allocs;
+  for (auto& a : r.allocations)
+    allocs.push_back(json::object{{"warehouse", a.warehouse}, {"quantity", a.quantity}});
+  int64_t qty = 0;
+  for (auto& a : r.allocations)
+    qty += a.quantity;
+  return {{"reservation_id", r.reservation_id}, {"sku", r.sku},
+          {"quantity", qty},                    {"allocations", std::move(allocs)},
+          {"expires_at", rfc3339(r.expires_at_ms)}, {"status", r.status}};
+}
+
+std::vector<std::string_view> split_path(std::string_view target) {
+  if (auto q = target.find('?'); q != std::string_view::npos)
+    target = target.substr(0, q);
+  std::vector<std::string_view> out;
+  size_t i = 0;
+  while (i < target.size()) {
+    if (target[i] == '/') {
+      ++i;
+      continue;
+    }
+    auto j = target.find('/', i);
+    if (j == std::string_view::npos)
+      j = target.size();
+    out.push_back(target.substr(i, j - i));
+    i = j;
+  }
+  return out;
+}
+
+} // namespace
+
+// -- server internals -------------------------------------------------------------
+
+class session;
+
+struct server::impl : std::enable_shared_from_this<server::impl> {
+  impl(gateway_config c, gateway_deps d)
+    : cfg(std::move(c)), deps(std::move(d)), ioc(static_cast<int>(cfg.io_threads)),
+      acceptor(ioc) {
+  }
+
+  gateway_config cfg;
+  gateway_deps deps;
+  net::io_context ioc;
+  tcp::acceptor acceptor;
+  std::vector<std::thread> threads;
+  std::vector<caf::actor> bridges;
+  std::atomic<size_t> next_bridge{0};
+  std::atomic<int64_t> in_flight{0};
+  std::atomic<bool> stopping{false};
+
+  void accept();
+
+  /// Asks `target` (inside a bridge actor) and calls `done` with the answer
+  /// on the calling connection's executor.
+  template <class T, class Executor, class Done>
+  void ask(const caf::actor& bridge, caf::actor target, caf::message msg, Executor ex, Done done) {
+    auto timeout = cfg.actor_timeout;
+    caf::anon_send(bridge, bridge_job{[target = std::move(target), msg = std::move(msg), ex,
+                                       done = std::move(done),
+                                       timeout](caf::event_based_actor* self) mutable {
+      auto shared = std::make_shared<Done>(std::move(done));
+      self->request(target, timeout, std::move(msg))
+        .then(
+          [ex, shared](T& x) {
+            net::post(ex, [shared, x = std::move(x)]() mutable {
+              (*shared)(caf::expected<T>{std::move(x)});
+            });
+          },
+          [ex, shared](caf::error& e) {
+            net::post(ex, [shared, e = std::move(e)]() mutable {
+              (*shared)(caf::expected<T>{std::move(e)});
+            });
+          });
+    }});
+  }
+};
+
+/// One HTTP connection: read a request, answer it, repeat while keep-alive.
+class session : public std::enable_shared_from_this<session> {
+public:
+  session(tcp::socket&& socket, std::shared_ptr<server::impl> srv, caf::actor bridge)
+    : stream_(std::move(socket)), srv_(std::move(srv)), bridge_(std::move(bridge)) {
+  }
+
+  void start() {
+    net::dispatch(stream_.get_executor(),
+                  beast::bind_front_handler(&session::do_read, shared_from_this()));
+  }
+
+private:
+  // -- reading and writing ------------------------------------------------------------
+
+  void do_read() {
+    parser_.emplace();
+    parser_->body_limit(srv_->cfg.body_limit);
+    parser_->header_limit(static_cast<uint32_t>(srv_->cfg.header_limit));
+    stream_.expires_after(srv_->cfg.request_timeout);
+    http::async_read(stream_, buffer_, *parser_,
+                     beast::bind_front_handler(&session::on_read, shared_from_this()));
+  }
+
+  void on_read(beast::error_code ec, size_t) {
+    if (ec == http::error::end_of_stream || ec == beast::error::timeout
+        || ec == net::error::operation_aborted)
+      return close();
+    route_ = "unmatched";
+    method_ = "OTHER";
+    started_ = std::chrono::steady_clock::now();
+    request_id_ = new_id("req_");
+    keep_alive_ = false;
+    if (ec == http::error::body_limit)
+      return fail(errc::too_large, "body over the limit of "
+                                     + std::to_string(srv_->cfg.body_limit) + " bytes");
+    if (ec == http::error::header_limit)
+      return fail(errc::too_large, "headers over the limit of "
+                                     + std::to_string(srv_->cfg.header_limit) + " bytes");
+    if (ec) {
+      if (parser_->got_some())
+        return fail(errc::bad_json, "malformed HTTP request");
+      return close();
+    }
+    req_ = parser_->release();
+    keep_alive_ = req_.keep_alive() && !srv_->stopping.load();
+    if (auto id = req_["X-Request-Id"]; !id.empty() && valid_id(id))
+      request_id_ = std::string{id};
+    ++srv_->in_flight;
+    counted_ = true;
+    dispatch();
+  }
+
+  void respond(http::status status, json::object body, unsigned retry_after = 0) {
+    res_ = {};
+    res_.version(req_.version() == 10 ? 10 : 11);
+    res_.result(status);
+    res_.set(http::field::server, "emporium");
+    res_.set(http::field::content_type, "application/json");
+    res_.set("X-Request-Id", request_id_);
+    if (retry_after > 0)
+      res_.set(http::field::retry_after, std::to_string(retry_after));
+    res_.keep_alive(keep_alive_);
+    res_.body() = json::serialize(body);
+    send(static_cast<unsigned>(status));
+  }
+
+  void respond_text(http::status status, std::string body, const char* content_type) {
+    res_ = {};
+    res_.version(11);
+    res_.result(status);
+    res_.set(http::field::content_type, content_type);
+    res_.set("X-Request-Id", request_id_);
+    res_.keep_alive(keep_alive_);
+    res_.body() = std::move(body);
+    send(static_cast<unsigned>(status));
+  }
+
+  void send(unsigned status) {
+    res_.prepare_payload();
+    auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+    http_metrics::observe(route_, method_, status, secs);
+    if (status >= 500)
+      log()->warn("event=request_failed request_id={} route={} status={}", request_id_, route_,
+                  status);
+    else
+      log()->debug("event=request request_id={} method={} route={} status={} ms={:.3f}",
+                   request_id_, method_, route_, status, secs * 1000);
+    http::async_write(stream_, res_,
+                      beast::bind_front_handler(&session::on_write, shared_from_this()));
+  }
+
+  void on_write(beast::error_code ec, size_t) {
+    if (counted_) {
+      --srv_->in_flight;
+      counted_ = false;
+    }
+    if (ec || !keep_alive_)
+      return close();
+    do_read();
+  }
+
+  void close() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.socket().close(ignored);
+  }
+
+  void fail(errc code, std::string message, json::object extra = {}) {
+    extra["error"] = to_string(code);
+    extra["message"] = std::move(message);
+    unsigned retry = code == errc::unavailable || code == errc::rate_limited ? 1 : 0;
+    respond(status_of(code), std::move(extra), retry);
+  }
+
+  void fail(const field_error& e) {
+    json::object extra;
+    if (!e.field.empty())
+      extra["field"] = e.field;
+    fail(e.code, e.message, std::move(extra));
+  }
+
+  /// Answers with an actor's error: its errc, its message, and for
+  /// insufficient_stock the `available` count.
+  void fail(const caf::error& err) {
+    auto code = to_errc(err);
+    json::object extra;
+    std::string message{to_string(code)};
+    auto& ctx = err.context();
+    if (code == errc::insufficient_stock && ctx.match_element<int64_t>(0)) {
+      extra["available"] = ctx.get_as<int64_t>(0);
+      message = "not enough stock available";
+    } else if (ctx.size() == 1 && ctx.match_element<std::string>(0)) {
+      message = ctx.get_as<std::string>(0);
+    } else if (code == errc::unavailable) {
+      message = "a dependency is unavailable, retry later";
+    }
+    fail(code, std::move(message), std::move(extra));
+  }
+
+  // -- auth -----------------------------------------------------------------------
+
+  /// The caller, or nullopt after answering 401.
+  std::optional<principal> authenticate() {
+    auto h = req_[http::field::authorization];
+    if (h.empty()) {
+      fail(errc::unauthenticated, "missing bearer token");
+      return std::nullopt;
+    }
+    if (h.size() < 8 || !beast::iequals(h.substr(0, 7), "Bearer ")) {
+      fail(errc::unauthenticated, "malformed Authorization header");
+      return std::nullopt;
+    }
+    auto p = verify_jwt(h.substr(7), srv_->cfg.jwt_secret, now_s());
+    if (!p) {
+      fail(p.error());
+      return std::nullopt;
+    }
+    return std::move(*p);
+  }
+
+  /// The caller if their role is one of `roles`, else nullopt after 401/403.
+  std::optional<principal> authorize(std::initializer_list<std::string_view> roles) {
+    auto p = authenticate();
+    if (!p)
+      return p;
+    for (auto r : roles)
+      if (p->is(r))
+        return p;
+    fail(errc::forbidden, "role " + p->role + " may not do this");
+    return std::nullopt;
+  }
+
+  // -- routing ----------------------------------------------------------------------
+
+  bool method_is(http::verb v, std::initializer_list<http::verb> allowed) {
+    for (auto a : allowed)
+      if (a == v)
+        return true;
+    fail(errc::method_not_allowed, "method not allowed on this route");
+    return false;
+  }
+
+  void dispatch() {
+    auto path = split_path(req_.target());
+    auto verb = req_.method();
+    method_ = verb == http::verb::get      ? "GET"
+              : verb == http::verb::put    ? "PUT"
+              : verb == http::verb::post   ? "POST"
+              : verb == http::verb::delete_ ? "DELETE"
+                                             : "OTHER";
+    auto n = path.size();
+    if (n == 1 && path[0] == "healthz") {
+      route_ = "/healthz";
+      if (method_is(verb, {http::verb::get}))
+        respond(http::status::ok, {{"status", "ok"}});
+      return;
+    }
+    if (n == 1 && path[0] == "readyz") {
+      route_ = "/readyz";
+      if (method_is(verb, {http::verb::get}))
+        readyz();
+      return;
+    }
+    if (n == 1 && path[0] == "metrics") {
+      route_ = "/metrics";
+      if (method_is(verb, {http::verb::get}))
+        respond_text(http::status::ok, metrics::serialize(), "text/plain; version=0.0.4");
+      return;
+    }
+    if (n >= 2 && path[0] == "v1") {
+      // /v1/warehouses/{wh}/stock/{sku}[/adjust]
+      if (path[1] == "warehouses" && (n == 5 || n == 6) && path[3] == "stock"
+          && (n == 5 || path[5] == "adjust")) {
+        route_ = n == 5 ? "/v1/warehouses/{wh}/stock/{sku}"
+                        : "/v1/warehouses/{wh}/stock/{sku}/adjust";
+        auto wh = std::string{path[2]};
+        auto sku = std::string{path[4]};
+        if (!valid_id(wh) || !valid_id(sku))
+          return fail(field_error{errc::invalid_field, !valid_id(wh) ? "warehouse" : "sku",
+                                  "path id is not a valid id"});
+        if (n == 6) {
+          if (method_is(verb, {http::verb::post}))
+            adjust(wh, sku);
+          return;
+        }
+        if (!method_is(verb, {http::verb::get, http::verb::put}))
+          return;
+        return verb == http::verb::get ? get_pair(wh, sku) : push(wh, sku);
+      }
+      if (path[1] == "stock" && n == 3) {
+        route_ = "/v1/stock/{sku}";
+        if (!method_is(verb, {http::verb::get}))
+          return;
+        auto sku = std::string{path[2]};
+        if (!valid_id(sku))
+          return fail(field_error{errc::invalid_field, "sku", "path id is not a valid id"});
+        return get_sku(sku);
+      }
+      if (path[1] == "reservations" && n == 2) {
+        route_ = "/v1/reservations";
+        if (method_is(verb, {http::verb::post}))
+          reserve();
+        return;
+      }
+      if (path[1] == "reservations" && n == 3) {
+        route_ = "/v1/reservations/{id}";
+        if (!method_is(verb, {http::verb::get, http::verb::delete_}))
+          return;
+        auto id = std::string{path[2]};
+        if (!valid_id(id))
+          return fail(errc::not_found, "unknown reservation");
+        return reservation_by_id(id, verb == http::verb::delete_);
+      }
+    }
+    fail(errc::not_found, "no such route");
+  }
+
+  // -- handlers ---------------------------------------------------------------------
+
+  template <class T, class Done>
+  void ask_entity(const std::string& key, caf::message msg, Done done) {
+    srv_->ask<T>(bridge_, srv_->deps.shard_for(key), caf::make_message(route_atom_v, key, std::move(msg)),
+                 stream_.get_executor(), std::move(done));
+  }
+
+  template <class T, class Done>
+  void ask_pair(const std::string& wh, const std::string& sku, caf::message cmd, Done done) {
+    ask_entity<T>("sku:" + sku, caf::make_message(pair_atom_v, wh, std::move(cmd)),
+                  std::move(done));
+  }
+
+  void readyz() {
+    auto self = shared_from_this();
+    srv_->ask<ok_atom>(bridge_, caf::actor_cast<caf::actor>(srv_->deps.store), caf::make_message(ping_atom_v),
+                       stream_.get_executor(), [self](caf::expected<ok_atom> r) {
+      if (r)
+        self->respond(http::status::ok, {{"status", "ready"}});
+      else
+        self->fail(errc::unavailable, "PostgreSQL is not reachable");
+    });
+  }
+
+  void push(const std::string& wh, const std::string& sku) {
+    auto p = authorize({"warehouse", "ops"});
+    if (!p)
+      return;
+    if (!p->may_push_for(wh))
+      return fail(errc::forbidden, "token may not push stock for warehouse " + wh);
+    auto parsed = body_reader::parse(req_.body(), {"on_hand", "seq", "low_stock_threshold"});
+    if (auto* e = std::get_if<field_error>(&parsed))
+      return fail(*e);
+    auto& b = std::get<body_reader>(parsed);
+    auto on_hand = b.integer("on_hand", true, 0, INT64_MAX);
+    auto seq = b.integer("seq", true, 0, INT64_MAX);
+    auto threshold = b.integer("low_stock_threshold", false, 0, INT64_MAX);
+    if (b.error)
+      return fail(*b.error);
+    push_stock_level cmd{*on_hand, *seq, threshold.has_value(), threshold.value_or(0), p->sub};
+    auto self = shared_from_this();
+    ask_pair<stock_result>(wh, sku, caf::make_message(std::move(cmd)),
+                           [self](caf::expected<stock_result> r) {
+      if (!r)
+        return self->fail(r.error());
+      auto body = level_json(r->level);
+      body["applied"] = r->applied;
+      self->respond(http::status::ok, std::move(body));
+    });
+  }
+
+  void adjust(const std::string& wh, const std::string& sku) {
+    auto p = authorize({"warehouse", "ops"});
+    if (!p)
+      return;
+    if (!p->may_push_for(wh))
+      return fail(errc::forbidden, "token may not adjust stock for warehouse " + wh);
+    auto parsed = body_reader::parse(req_.body(), {"delta", "reason"});
+    if (auto* e = std::get_if<field_error>(&parsed))
+      return fail(*e);
+    auto& b = std::get<body_reader>(parsed);
+    auto delta = b.integer("delta", true, INT64_MIN, INT64_MAX);
+    auto reason = b.string("reason", false, false, 200);
+    if (!b.error && *delta == 0)
+      return fail(field_error{errc::invalid_field, "delta", "delta must not be 0"});
+    if (b.error)
+      return fail(*b.error);
+    auto self = shared_from_this();
+    ask_pair<stock_result>(wh, sku,
+                           caf::make_message(adjust_stock{*delta, reason.value_or(""), p->sub}),
+                           [self](caf::expected<stock_result> r) {
+      if (!r)
+        return self->fail(r.error());
+      self->respond(http::status::ok, level_json(r->level));
+    });
+  }
+
+  void get_pair(const std::string& wh, const std::string& sku) {
+    auto p = authorize({"warehouse", "ops"});
+    if (!p)
+      return;
+    if (!p->may_push_for(wh))
+      return fail(errc::forbidden, "token may not read warehouse " + wh);
+    auto self = shared_from_this();
+    ask_pair<stock_level>(wh, sku, caf::make_message(get_stock_level{}),
+                          [self](caf::expected<stock_level> r) {
+      if (!r)
+        return self->fail(r.error());
+      self->respond(http::status::ok, level_json(*r));
+    });
+  }
+
+  void get_sku(const std::string& sku) {
+    auto self = shared_from_this();
+    ask_entity<sku_stock>("sku:" + sku, caf::make_message(get_sku_stock{}),
+                          [self](caf::expected<sku_stock> r) {
+      if (!r)
+        return self->fail(r.error());
+      json::array whs;
+      for (auto& l : r->warehouses)
+        whs.push_back(json::object{{"warehouse", l.warehouse},
+                                   {"on_hand", l.on_hand},
+                                   {"reserved", l.reserved},
+                                   {"available", l.available}});
+      self->respond(http::status::ok, {{"sku", r->sku},
+                                       {"available", r->available},
+                                       {"warehouses", std::move(whs)}});
+    });
+  }
+
+  void reserve() {
+    auto p = authorize({"customer", "ops"});
+    if (!p)
+      return;
+    auto parsed = body_reader::parse(req_.body(), {"sku", "quantity", "warehouse", "ttl_s"});
+    if (auto* e = std::get_if<field_error>(&parsed))
+      return fail(*e);
+    auto& b = std::get<body_reader>(parsed);
+    auto sku = b.string("sku", true, true);
+    auto qty = b.integer("quantity", true, 1, INT64_MAX);
+    auto wh = b.string("warehouse", false, true);
+    auto ttl = b.integer("ttl_s", false, 1, srv_->cfg.max_hold_ttl_s);
+    if (b.error)
+      return fail(*b.error);
+    auto id = new_id("rsv_");
+    auto expires = now_ms() + ttl.value_or(srv_->cfg.default_hold_ttl_s) * 1000;
+    auto self = shared_from_this();
+    auto created = [self](const reservation& r) {
+      self->respond(http::status::created, reservation_json(r));
+    };
+    if (wh) {
+      ask_pair<stock_result>(*wh, *sku,
+                             caf::make_message(reserve_stock{id, *qty, expires, p->sub}),
+                             [self, created, sku = *sku](caf::expected<stock_result> r) {
+        if (!r)
+          return self->fail(r.error());
+        created(reservation{r->hold.reservation_id, sku, {{r->hold.warehouse, r->hold.quantity}},
+                            r->hold.expires_at_ms, r->hold.status});
+      });
+      return;
+    }
+    ask_entity<reservation>("sku:" + *sku, caf::make_message(reserve_any{id, *qty, expires, p->sub}),
+                            [self, created](caf::expected<reservation> r) {
+      if (!r)
+        return self->fail(r.error());
+      created(*r);
+    });
+  }
+
+  void reservation_by_id(const std::string& id, bool release) {
+    auto p = authorize({"customer", "ops"});
+    if (!p)
+      return;
+    auto self = shared_from_this();
+    auto user = p->sub;
+    srv_->ask<reservation_rows>(
+      bridge_, caf::actor_cast<caf::actor>(srv_->deps.store), caf::make_message(locate_reservation{id}),
+      stream_.get_executor(), [self, id, release, user](caf::expected<reservation_rows> rows) {
+        if (!rows)
+          return self->fail(rows.error());
+        if (rows->sku.empty())
+          return self->fail(errc::not_found, "unknown reservation");
+        bool live = false;
+        for (auto& h : rows->holds)
+          live = live || h.status == "held" || h.status == "committed";
+        if (!live) { // released or expired: the rows are final
+          if (release)
+            return self->fail(errc::not_found, "reservation is no longer held");
+          reservation r;
+          r.reservation_id = id;
+          r.sku = rows->sku;
+          for (auto& h : rows->holds) {
+            r.allocations.push_back({h.warehouse, h.quantity});
+            r.expires_at_ms = h.expires_at_ms;
+            r.status = h.status;
+          }
+          return self->respond(http::status::ok, reservation_json(r));
+        }
+        auto msg = release ? caf::make_message(release_reservation{id, user})
+                           : caf::make_message(get_reservation{id});
+        self->ask_entity<reservation>("sku:" + rows->sku, std::move(msg),
+                                      [self](caf::expected<reservation> r) {
+          if (!r)
+            return self->fail(r.error());
+          self->respond(http::status::ok, reservation_json(*r));
+        });
+      });
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  http::request<http::string_body> req_;
+  http::response<http::string_body> res_;
+  std::shared_ptr<server::impl> srv_;
+  caf::actor bridge_;
+  std::string request_id_;
+  const char* route_ = "unmatched";
+  const char* method_ = "OTHER";
+  std::chrono::steady_clock::time_point started_;
+  bool keep_alive_ = false;
+  bool counted_ = false;
+};
+
+void server::impl::accept() {
+  acceptor.async_accept(net::make_strand(ioc), [self = shared_from_this()](
+                                                 beast::error_code ec, tcp::socket socket) {
+    if (ec) {
+      if (ec == net::error::operation_aborted || self->stopping)
+        return;
+      log()->warn("event=accept_failed detail=\"{}\"", ec.message());
+    } else {
+      socket.set_option(tcp::no_delay{true});
+      auto& b = self->bridges[self->next_bridge++ % self->bridges.size()];
+      std::make_shared<session>(std::move(socket), self, b)->start();
+    }
+    self->accept();
+  });
+}
+
+server::server(gateway_config cfg, gateway_deps deps)
+  : impl_(std::make_shared<impl>(std::move(cfg), std::move(deps))) {
+}
+
+server::~server() {
+  stop(std::chrono::milliseconds{0});
+}
+
+caf::expected<uint16_t> server::start() {
+  auto& s = *impl_;
+  beast::error_code ec;
+  auto addr = net::ip::make_address(s.cfg.address, ec);
+  if (ec)
+    return caf::make_error(errc::invalid_field, "bad listen address " + s.cfg.address);
+  tcp::endpoint ep{addr, s.cfg.port};
+  s.acceptor.open(ep.protocol(), ec);
+  if (!ec)
+    s.acceptor.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec)
+    s.acceptor.bind(ep, ec);
+  if (!ec)
+    s.acceptor.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) {
+    log()->error("event=listen_failed address={}:{} detail=\"{}\"", s.cfg.address, s.cfg.port,
+                 ec.message());
+    return caf::make_error(errc::unavailable, "cannot listen: " + ec.message());
+  }
+  auto bridge_count = std::max<size_t>(2, s.cfg.io_threads);
+  for (size_t i = 0; i < bridge_count; ++i)
+    s.bridges.push_back(s.deps.sys.spawn([](caf::event_based_actor* self) -> caf::behavior {
+      return {[self](bridge_job& job) { job.run(self); }};
+    }));
+  s.accept();
+  for (size_t i = 0; i < s.cfg.io_threads; ++i)
+    s.threads.emplace_back([&s] { s.ioc.run(); });
+  return s.acceptor.local_endpoint().port();
+}
+
+void server::stop(std::chrono::milliseconds grace) {
+  auto& s = *impl_;
+  if (s.threads.empty())
+    return;
+  s.stopping = true;
+  net::post(s.ioc, [&s] {
+    beast::error_code ignored;
+    s.acceptor.close(ignored);
+  });
+  auto deadline = std::chrono::steady_clock::now() + grace;
+  while (s.in_flight.load() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds{10});
+  s.ioc.stop();
+  for (auto& t : s.threads)
+    t.join();
+  s.threads.clear();
+  for (auto& b : s.bridges)
+    caf::anon_send_exit(b, caf::exit_reason::user_shutdown);
+  s.bridges.clear();
+}
+
+} // namespace emporium::gateway

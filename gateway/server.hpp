@@ -1,0 +1,58 @@
+#pragma once
+
+#include "protocols/actors.hpp"
+
+#include <caf/expected.hpp>
+#include <caf/fwd.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace emporium::gateway {
+
+struct gateway_config {
+  std::string address = "127.0.0.1";
+  uint16_t port = 8080; ///< 0: any free port (start() returns it)
+  size_t io_threads = 1;
+  size_t body_limit = 1 << 20;   ///< bytes; larger bodies get 413
+  size_t header_limit = 8 << 10; ///< bytes; larger headers get 413
+  std::chrono::seconds request_timeout{15}; ///< to read one request, and keep-alive idle
+  std::chrono::milliseconds actor_timeout{10000}; ///< deadline for an actor's answer
+  std::string jwt_secret;
+  int64_t default_hold_ttl_s = 900;
+  int64_t max_hold_ttl_s = 3600;
+};
+
+/// What the gateway talks to: the shard actor for an entity key, and the store
+/// (for readiness and locating reservations). It never sees SQL.
+struct gateway_deps {
+  caf::actor_system& sys;
+  std::function<caf::actor(std::string_view key)> shard_for;
+  protocols::store_actor store;
+};
+
+/// The Boost.Beast HTTP/1.1 front door: async, keep-alive, one strand per
+/// connection, `io_threads` threads. Requests become actor messages through a
+/// few bridge actors; answers come back to the connection's strand.
+class server {
+public:
+  server(gateway_config cfg, gateway_deps deps);
+  ~server();
+
+  /// Binds and starts serving; returns the bound port.
+  caf::expected<uint16_t> start();
+
+  /// Stops accepting, lets in-flight requests finish (up to `grace`), closes.
+  void stop(std::chrono::milliseconds grace = std::chrono::seconds{10});
+
+  struct impl; ///< shared with the connections (server.cpp)
+
+private:
+  std::shared_ptr<impl> impl_;
+};
+
+} // namespace emporium::gateway
