@@ -53,6 +53,7 @@ Options of serve (each also an environment variable; a flag wins):
   --default-hold-ttl SECONDS EMPORIUM_DEFAULT_HOLD_TTL   reservation TTL when none given [900]
   --max-hold-ttl SECONDS     EMPORIUM_MAX_HOLD_TTL       largest ttl_s accepted [3600]
   --body-limit BYTES         EMPORIUM_BODY_LIMIT   request body limit [1048576]
+  --request-timeout SECONDS  EMPORIUM_REQUEST_TIMEOUT    time to read one request; keep-alive idle [15]
   --log-format json|text     EMPORIUM_LOG_FORMAT   log lines as JSON (default) or text
 
 Logging levels: SPDLOG_LEVEL, e.g. SPDLOG_LEVEL=info,gateway=debug.
@@ -191,7 +192,9 @@ int serve_command(const options& o) {
   auto default_ttl = o.number("--default-hold-ttl", "EMPORIUM_DEFAULT_HOLD_TTL", 900);
   auto max_ttl = o.number("--max-hold-ttl", "EMPORIUM_MAX_HOLD_TTL", 3600);
   auto body_limit = o.number("--body-limit", "EMPORIUM_BODY_LIMIT", 1 << 20);
-  if (!io_threads || !connections || !passivate || !default_ttl || !max_ttl || !body_limit)
+  auto request_timeout = o.number("--request-timeout", "EMPORIUM_REQUEST_TIMEOUT", 15);
+  if (!io_threads || !connections || !passivate || !default_ttl || !max_ttl || !body_limit
+      || !request_timeout)
     return 2;
   auto colon = http.rfind(':');
   if (colon == std::string::npos) {
@@ -256,6 +259,7 @@ int serve_command(const options& o) {
   gcfg.default_hold_ttl_s = *default_ttl;
   gcfg.max_hold_ttl_s = *max_ttl;
   gcfg.body_limit = static_cast<size_t>(*body_limit);
+  gcfg.request_timeout = std::chrono::seconds{std::max<int64_t>(1, *request_timeout)};
   gateway::server server{gcfg, gateway::gateway_deps{
                                  sys, [&router](std::string_view key) { return router.shard_for(key); },
                                  store}};

@@ -1,0 +1,248 @@
+"""End to end over HTTP against a real node process and real PostgreSQL: the
+contract's inventory examples, every error status, the auth matrix, bad input,
+and the flash-sale stampede with a restart."""
+import base64
+import json
+import socket
+import sys
+import threading
+import time
+import unittest
+
+from node import Node, forge, fresh_database, psql, raw, token
+
+OPS = token("ops-1", "ops")
+ALICE = token("alice", "customer")
+WH1 = token("wh-bot", "warehouse", ["w1"])
+
+
+class Inventory(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dsn = fresh_database()
+        cls.node = Node(cls.dsn, EMPORIUM_REQUEST_TIMEOUT="2").start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.assertEqual(unittest.TestCase(), cls.node.stop(), 0)
+
+    def req(self, *a, **kw):
+        return self.node.request(*a, **kw)
+
+    def assert_error(self, resp, status, code):
+        st, body, _ = resp
+        self.assertEqual(st, status, body)
+        self.assertEqual(body["error"], code, body)
+        self.assertTrue(body["message"])
+        # the node keeps serving after every bad request
+        self.assertEqual(self.req("GET", "/healthz")[0], 200)
+        return body
+
+    def test_health_ready_and_metrics(self):
+        self.assertEqual(self.req("GET", "/healthz")[:2], (200, {"status": "ok"}))
+        self.assertEqual(self.req("GET", "/readyz")[0], 200)
+        self.req("GET", "/v1/stock/nope")
+        st, text, r = self.req("GET", "/metrics")
+        self.assertEqual(st, 200)
+        self.assertIn('emporium_http_requests_total{method="GET",route="/v1/stock/{sku}",status="404"}', text)
+        self.assertIn("emporium_http_request_duration_seconds_bucket", text)
+        self.assertIn('emporium_actors{kind="sku"}', text)
+
+    def test_contract_inventory_example(self):
+        st, body, r = self.req("PUT", "/v1/warehouses/w1/stock/EX1",
+                               {"on_hand": 120, "seq": 17, "low_stock_threshold": 10}, WH1)
+        self.assertEqual(st, 200, body)
+        self.assertTrue(body["applied"])
+        self.assertTrue(r.getheader("X-Request-Id"))
+        st, body, _ = self.req("PUT", "/v1/warehouses/w1/stock/EX1", {"on_hand": 5, "seq": 17}, WH1)
+        self.assertEqual((st, body["applied"], body["on_hand"]), (200, False, 120))
+        st, body, _ = self.req("POST", "/v1/warehouses/w1/stock/EX1/adjust",
+                               {"delta": -3, "reason": "damaged"}, WH1)
+        self.assertEqual((st, body["on_hand"]), (200, 117))
+        st, body, _ = self.req("GET", "/v1/warehouses/w1/stock/EX1", tok=WH1)
+        self.assertEqual(st, 200)
+        for k in ("sku", "warehouse", "on_hand", "reserved", "available", "version"):
+            self.assertIn(k, body)
+        self.assertEqual((body["on_hand"], body["available"], body["version"]), (117, 117, 2))
+        self.req("PUT", "/v1/warehouses/w2/stock/EX1", {"on_hand": 3, "seq": 1}, OPS)
+        st, body, _ = self.req("GET", "/v1/stock/EX1")
+        self.assertEqual((st, body["available"], len(body["warehouses"])), (200, 120, 2))
+
+    def test_reservations_lifecycle(self):
+        self.req("PUT", "/v1/warehouses/w1/stock/R1", {"on_hand": 5, "seq": 1}, OPS)
+        self.req("PUT", "/v1/warehouses/w2/stock/R1", {"on_hand": 4, "seq": 1}, OPS)
+        st, r, _ = self.req("POST", "/v1/reservations", {"sku": "R1", "quantity": 7, "ttl_s": 60}, ALICE)
+        self.assertEqual(st, 201, r)
+        self.assertEqual(sorted((a["warehouse"], a["quantity"]) for a in r["allocations"]),
+                         [("w1", 5), ("w2", 2)])
+        self.assertTrue(r["expires_at"].endswith("Z"))
+        body = self.assert_error(self.req("POST", "/v1/reservations",
+                                          {"sku": "R1", "quantity": 3}, ALICE), 409, "insufficient_stock")
+        self.assertEqual(body["available"], 2)
+        st, got, _ = self.req("GET", "/v1/reservations/" + r["reservation_id"], tok=ALICE)
+        self.assertEqual((st, got["status"]), (200, "held"))
+        st, rel, _ = self.req("DELETE", "/v1/reservations/" + r["reservation_id"], tok=ALICE)
+        self.assertEqual((st, rel["status"]), (200, "released"))
+        self.assertEqual(self.req("GET", "/v1/stock/R1")[1]["available"], 9)
+        self.assert_error(self.req("DELETE", "/v1/reservations/" + r["reservation_id"], tok=ALICE),
+                          404, "not_found")
+        st, got, _ = self.req("GET", "/v1/reservations/" + r["reservation_id"], tok=ALICE)
+        self.assertEqual((st, got["status"]), (200, "released"))
+        self.assert_error(self.req("GET", "/v1/reservations/rsv_unknown", tok=ALICE), 404, "not_found")
+        st, one, _ = self.req("POST", "/v1/reservations",
+                              {"sku": "R1", "quantity": 4, "warehouse": "w2"}, ALICE)
+        self.assertEqual((st, one["allocations"]), (201, [{"warehouse": "w2", "quantity": 4}]))
+
+    def test_a_failed_request_changes_nothing(self):
+        self.req("PUT", "/v1/warehouses/w1/stock/F1", {"on_hand": 2, "seq": 1}, OPS)
+        before = self.req("GET", "/v1/warehouses/w1/stock/F1", tok=OPS)[1]
+        self.assert_error(self.req("POST", "/v1/reservations", {"sku": "F1", "quantity": 3}, ALICE),
+                          409, "insufficient_stock")
+        self.assert_error(self.req("POST", "/v1/warehouses/w1/stock/F1/adjust", {"delta": -5}, OPS),
+                          409, "conflict")
+        self.assertEqual(self.req("GET", "/v1/warehouses/w1/stock/F1", tok=OPS)[1], before)
+
+    def test_bad_input(self):
+        path = "/v1/warehouses/w1/stock/B1"
+        self.assert_error(self.req("PUT", path, "{not json", OPS), 400, "bad_json")
+        self.assert_error(self.req("PUT", path, "[1,2]", OPS), 400, "bad_json")
+        b = self.assert_error(self.req("PUT", path, {"on_hand": "12", "seq": 1}, OPS), 400, "invalid_field")
+        self.assertEqual(b["field"], "on_hand")
+        b = self.assert_error(self.req("PUT", path, {"on_hand": -1, "seq": 1}, OPS), 400, "invalid_field")
+        self.assertEqual(b["field"], "on_hand")
+        b = self.assert_error(self.req("PUT", path, '{"on_hand": 99999999999999999999, "seq": 1}', OPS),
+                              400, "invalid_field")
+        self.assertEqual(b["field"], "on_hand")
+        b = self.assert_error(self.req("PUT", path, '{"on_hand": 9223372036854775808, "seq": 1}', OPS),
+                              400, "invalid_field")
+        self.assertEqual(b["field"], "on_hand")
+        b = self.assert_error(self.req("PUT", path, {"on_hand": 1.5, "seq": 1}, OPS), 400, "invalid_field")
+        b = self.assert_error(self.req("PUT", path, {"on_hand": 1, "seq": 1, "colour": "red"}, OPS),
+                              400, "invalid_field")
+        self.assertEqual(b["field"], "colour")
+        b = self.assert_error(self.req("PUT", path, {"on_hand": 1}, OPS), 400, "invalid_field")
+        self.assertEqual(b["field"], "seq")
+        self.assert_error(self.req("PUT", "/v1/warehouses/w1/stock/bad%20id", {"on_hand": 1, "seq": 1}, OPS),
+                          400, "invalid_field")
+        self.assert_error(self.req("GET", "/v1/stock/" + "x" * 65), 400, "invalid_field")
+        b = self.assert_error(self.req("POST", "/v1/reservations", {"sku": "-bad", "quantity": 1}, ALICE),
+                              400, "invalid_field")
+        self.assertEqual(b["field"], "sku")
+        b = self.assert_error(self.req("POST", "/v1/reservations", {"sku": "B1", "quantity": 0}, ALICE),
+                              400, "invalid_field")
+        self.assertEqual(b["field"], "quantity")
+        b = self.assert_error(self.req("POST", "/v1/reservations",
+                                       {"sku": "B1", "quantity": 1, "ttl_s": 10 ** 9}, ALICE),
+                              400, "invalid_field")
+        self.assertEqual(b["field"], "ttl_s")
+        self.assert_error(self.req("GET", "/v1/nothing-here"), 404, "not_found")
+        self.assert_error(self.req("DELETE", "/v1/stock/B1"), 405, "method_not_allowed")
+        answer = raw(self.node.port, ("PUT %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                                      "Content-Length: %d\r\n\r\n{" % (path, OPS, 1024 * 1024 + 10)).encode())
+        self.assertTrue(answer.startswith(b"HTTP/1.1 413"), answer)
+        self.assertIn(b'"error":"too_large"', answer)
+        self.assert_error(self.req("GET", "/healthz", headers={"X-Big": "y" * 20000}), 413, "too_large")
+
+    def test_slow_client_is_cut_off_and_others_are_served(self):
+        s = socket.create_connection(("127.0.0.1", self.node.port))
+        s.sendall(b"PUT /v1/warehouses/w1/stock/S HTTP/1.1\r\nHost: x\r\n")
+        self.assertEqual(self.req("GET", "/healthz")[0], 200)
+        s.settimeout(10)
+        t0 = time.time()
+        data = s.recv(100)  # the server gives up after the request timeout (2 s here)
+        self.assertEqual(data, b"")
+        self.assertLess(time.time() - t0, 9)
+        s.close()
+
+    def test_auth_matrix(self):
+        path = "/v1/warehouses/w1/stock/A1"
+        body = {"on_hand": 10, "seq": 1}
+        self.assert_error(self.req("PUT", path, body), 401, "unauthenticated")
+        self.assert_error(self.req("PUT", path, body, headers={"Authorization": "Basic abc"}), 401,
+                          "unauthenticated")
+        self.assert_error(self.req("PUT", path, body, forge({"sub": "wh", "role": "warehouse", "wh": ["w1"], "exp": int(time.time()) - 10})), 401,
+                          "unauthenticated")
+        forged = WH1[:-4] + ("AAAA" if not WH1.endswith("AAAA") else "BBBB")
+        self.assert_error(self.req("PUT", path, body, forged), 401, "unauthenticated")
+        none_head = base64.urlsafe_b64encode(b'{"alg":"none","typ":"JWT"}').rstrip(b"=").decode()
+        alg_none = none_head + "." + WH1.split(".")[1] + "."
+        self.assert_error(self.req("PUT", path, body, alg_none), 401, "unauthenticated")
+        hs512 = forge({"sub": "wh", "role": "warehouse", "wh": ["w1"], "exp": int(time.time()) + 60},
+                      alg="HS512")
+        self.assert_error(self.req("PUT", path, body, hs512), 401, "unauthenticated")
+        other_secret = forge({"sub": "o", "role": "ops", "exp": int(time.time()) + 60}, secret="guess")
+        self.assert_error(self.req("PUT", path, body, other_secret), 401, "unauthenticated")
+        self.assert_error(self.req("PUT", path, body, ALICE), 403, "forbidden")
+        self.assert_error(self.req("PUT", "/v1/warehouses/w2/stock/A1", body, WH1), 403, "forbidden")
+        self.assertEqual(self.req("PUT", path, body, WH1)[0], 200)
+        self.assertEqual(self.req("PUT", "/v1/warehouses/w9/stock/A1", body, OPS)[0], 200)
+        self.assert_error(self.req("GET", path, tok=ALICE), 403, "forbidden")
+        self.assert_error(self.req("POST", "/v1/reservations", {"sku": "A1", "quantity": 1}, WH1),
+                          403, "forbidden")
+        self.assert_error(self.req("POST", "/v1/reservations", {"sku": "A1", "quantity": 1}), 401,
+                          "unauthenticated")
+        self.assertEqual(self.req("POST", "/v1/reservations", {"sku": "A1", "quantity": 1}, ALICE)[0], 201)
+        self.assertEqual(self.req("GET", "/v1/stock/A1")[0], 200)  # public
+
+
+class Stampede(unittest.TestCase):
+    """One pair with 1 000 units, 20 000 concurrent reservation requests over
+    200 connections: exactly 1 000 units held, all others 409, PostgreSQL
+    agrees, and a restarted node serves the same state."""
+
+    def test_flash_sale_never_oversells_and_survives_a_restart(self):
+        dsn = fresh_database()
+        node = Node(dsn).start()
+        try:
+            st, _, _ = node.request("PUT", "/v1/warehouses/w1/stock/HOT", {"on_hand": 1000, "seq": 1}, OPS)
+            self.assertEqual(st, 200)
+            connections, per_conn = 200, 100
+            outcomes = {}
+            lock = threading.Lock()
+            barrier = threading.Barrier(connections)
+
+            def buyer(i):
+                c = node.conn()
+                counts = {}
+                barrier.wait()
+                for _ in range(per_conn):
+                    s, b, _ = node.request("POST", "/v1/reservations",
+                                           {"sku": "HOT", "quantity": 1, "warehouse": "w1"}, ALICE, conn=c)
+                    counts[s] = counts.get(s, 0) + 1
+                c.close()
+                with lock:
+                    for k, v in counts.items():
+                        outcomes[k] = outcomes.get(k, 0) + v
+
+            t0 = time.time()
+            threads = [threading.Thread(target=buyer, args=(i,)) for i in range(connections)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            secs = time.time() - t0
+            print("stampede: %d requests in %.1f s (%s)" % (connections * per_conn, secs, outcomes),
+                  file=sys.stderr)
+            self.assertEqual(outcomes.get(201), 1000, outcomes)
+            self.assertEqual(outcomes.get(409), connections * per_conn - 1000, outcomes)
+            level = node.request("GET", "/v1/warehouses/w1/stock/HOT", tok=OPS)[1]
+            self.assertEqual((level["reserved"], level["available"]), (1000, 0))
+            self.assertEqual(psql(dsn, "SELECT reserved FROM stock_levels WHERE sku='HOT'"), "1000")
+            self.assertEqual(psql(dsn, "SELECT count(*), sum(quantity) FROM stock_holds "
+                                       "WHERE sku='HOT' AND status='held'"), "1000|1000")
+            self.assertEqual(psql(dsn, "SELECT count(*) FROM events WHERE aggregate_id='HOT@w1'"), "1001")
+            self.assertEqual(node.stop(), 0)
+            node.start()
+            again = node.request("GET", "/v1/warehouses/w1/stock/HOT", tok=OPS)[1]
+            self.assertEqual(again, level)
+            self.assertEqual(node.request("POST", "/v1/reservations",
+                                          {"sku": "HOT", "quantity": 1}, ALICE)[0], 409)
+        finally:
+            node.stop()
+
+
+if __name__ == "__main__":
+    result = unittest.main(exit=False, verbosity=2).result
+    failed = len(result.failures) + len(result.errors)
+    print("%d passed, %d failed" % (result.testsRun - failed, failed))
+    sys.exit(1 if failed else 0)
