@@ -213,6 +213,29 @@ void flush(self_ptr self) {
       });
 }
 
+/// Releases every held hold whose expiry has passed (one write), then arms
+/// the timer for the next one.
+void expire_due(self_ptr self) {
+  auto& st = self->state;
+  auto now = st.clock.now_ms(self);
+  std::vector<hold_view> due;
+  for (auto& [id, h] : st.working.holds)
+    if (h.status == "held" && h.expires_at_ms <= now)
+      due.push_back(h);
+  for (auto& h : due) {
+    h.status = "expired";
+    st.working.level.reserved -= h.quantity;
+    change_hold(st, h);
+    emit(self, "reservation_expired",
+         {{"reservation_id", h.reservation_id}, {"quantity", h.quantity}}, "");
+    reservation_metrics::get().expired->Increment();
+  }
+  recompute(st.working.level);
+  if (!due.empty())
+    flush(self);
+  schedule_expiry(self);
+}
+
 stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
                                           store_actor store, stock_config cfg) {
   auto& st = self->state;
@@ -226,7 +249,7 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
   st.working = st.durable;
   metrics::actors("stock").Increment();
   self->attach_functor([] { metrics::actors("stock").Decrement(); });
-  self->send(self, expire_atom_v); // holds that expired while we were away
+  expire_due(self); // holds that expired while no actor ran, before any request
   return {
     [self](push_stock_level& c) {
       auto& l = self->state.working.level;
@@ -334,25 +357,8 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
       return true;
     },
     [self](expire_atom) {
-      auto& st = self->state;
-      st.timer_due_ms = 0;
-      auto now = st.clock.now_ms(self);
-      std::vector<hold_view> due;
-      for (auto& [id, h] : st.working.holds)
-        if (h.status == "held" && h.expires_at_ms <= now)
-          due.push_back(h);
-      for (auto& h : due) {
-        h.status = "expired";
-        st.working.level.reserved -= h.quantity;
-        change_hold(st, h);
-        emit(self, "reservation_expired",
-             {{"reservation_id", h.reservation_id}, {"quantity", h.quantity}}, "");
-        reservation_metrics::get().expired->Increment();
-      }
-      recompute(st.working.level);
-      if (!due.empty())
-        flush(self);
-      schedule_expiry(self);
+      self->state.timer_due_ms = 0;
+      expire_due(self);
     },
   };
 }

@@ -1,0 +1,218 @@
+// Against real PostgreSQL (EMPORIUM_TEST_PG, started by scripts/test.sh): the
+// store's transactions, migrations, and exact recovery of a SKU's actors.
+#include "actors/sku.hpp"
+#include "persistence/migrations.hpp"
+#include "persistence/pg_store.hpp"
+#include "protocols/errc.hpp"
+#include "protocols/ids.hpp"
+#include "protocols/type_ids.hpp"
+
+#include <caf/all.hpp>
+#include <doctest/doctest.h>
+#include <pqxx/pqxx>
+
+#include <cstdlib>
+
+using namespace emporium;
+using namespace emporium::protocols;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string server_dsn() {
+  auto* dsn = std::getenv("EMPORIUM_TEST_PG");
+  REQUIRE_MESSAGE(dsn != nullptr, "EMPORIUM_TEST_PG is not set: run through `make test`");
+  return dsn;
+}
+
+/// A fresh database on the test server, migrated.
+std::string fresh_database() {
+  auto base = server_dsn();
+  auto name = "pgtest_" + new_id("").substr(0, 12);
+  pqxx::connection c{base};
+  pqxx::nontransaction tx{c};
+  tx.exec("CREATE DATABASE " + name);
+  auto dsn = base.substr(0, base.rfind('/') + 1) + name;
+  REQUIRE(persistence::migrate(dsn));
+  return dsn;
+}
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+std::string scalar(const std::string& dsn, const std::string& sql) {
+  pqxx::connection c{dsn};
+  pqxx::nontransaction tx{c};
+  auto r = tx.exec(sql);
+  return r.empty() || r[0][0].is_null() ? "" : r[0][0].as<std::string>();
+}
+
+struct system_fixture {
+  struct config : caf::actor_system_config {
+    config() {
+      add_message_types<caf::id_block::emporium>();
+      set("logger.verbosity", caf::atom("quiet"));
+    }
+  };
+  config cfg;
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  std::string dsn = fresh_database();
+  store_actor store = persistence::spawn_pg_store(sys, {dsn, 2});
+
+  ~system_fixture() {
+    self->send_exit(store, caf::exit_reason::user_shutdown);
+  }
+
+  template <class T, class Handle, class Msg>
+  caf::expected<T> ask(const Handle& h, Msg msg) {
+    caf::expected<T> out{caf::make_error(errc::internal)};
+    self->request(caf::actor_cast<caf::actor>(h), 10s, std::move(msg))
+      .receive([&](T& x) { out = std::move(x); }, [&](caf::error& e) { out = std::move(e); });
+    return out;
+  }
+
+  template <class T>
+  caf::expected<T> on_pair(const caf::actor& sku, const std::string& wh, caf::message cmd) {
+    return ask<T>(sku, caf::make_message(pair_atom_v, wh, std::move(cmd)));
+  }
+
+  void stop(const caf::actor& a) {
+    self->send_exit(a, caf::exit_reason::kill);
+    self->wait_for(a);
+  }
+};
+
+stock_batch first_batch(const std::string& sku, const std::string& wh) {
+  stock_batch b;
+  b.expected_version = 0;
+  b.after.level = stock_level{sku, wh, 10, 0, 0, 10, 3, 1, 1};
+  b.events.push_back(domain_event{new_uuid(), "stock_level_pushed", sku + "@" + wh, "stock", 1,
+                                  now_ms(), R"({"on_hand":10})", "c", "", "u", "n"});
+  return b;
+}
+
+} // namespace
+
+TEST_CASE("migrations are recorded and applying them twice is a no-op") {
+  auto dsn = fresh_database(); // applied once here
+  auto again = persistence::migrate(dsn);
+  REQUIRE(again);
+  CHECK(*again == 0);
+  CHECK(scalar(dsn, "SELECT count(*) FROM schema_migrations")
+        == std::to_string(persistence::migrations().size()));
+}
+
+TEST_CASE_FIXTURE(system_fixture, "a batch is written in one transaction and read back exactly") {
+  auto b = first_batch("S1", "w1");
+  b.hold_changes.push_back({"r1", "w1", 2, now_ms() + 60000, "held"});
+  b.after.level.reserved = 2;
+  b.after.level.available = 8;
+  REQUIRE(ask<ok_atom>(store, b));
+  auto snap = ask<sku_snapshot>(store, load_sku{"S1"});
+  REQUIRE(snap);
+  REQUIRE(snap->pairs.size() == 1);
+  CHECK(snap->pairs[0].level == b.after.level);
+  REQUIRE(snap->pairs[0].holds.size() == 1);
+  CHECK(snap->pairs[0].holds[0].quantity == 2);
+  CHECK(std::abs(snap->pairs[0].holds[0].expires_at_ms - b.hold_changes[0].expires_at_ms) <= 1);
+  CHECK(scalar(dsn, "SELECT metadata->>'correlationId' FROM events") == "c");
+  auto located = ask<reservation_rows>(store, locate_reservation{"r1"});
+  REQUIRE(located);
+  CHECK(located->sku == "S1");
+}
+
+TEST_CASE_FIXTURE(system_fixture, "a stale version conflicts and writes nothing") {
+  REQUIRE(ask<ok_atom>(store, first_batch("S1", "w1")));
+  auto stale = first_batch("S1", "w1"); // expects version 0 again
+  stale.after.level.on_hand = 99;
+  auto r = ask<ok_atom>(store, stale);
+  REQUIRE_FALSE(r);
+  CHECK(to_errc(r.error()) == errc::conflict);
+  CHECK(scalar(dsn, "SELECT on_hand FROM stock_levels") == "10");
+  CHECK(scalar(dsn, "SELECT count(*) FROM events") == "1");
+}
+
+TEST_CASE_FIXTURE(system_fixture, "a duplicate event version rolls the whole batch back") {
+  REQUIRE(ask<ok_atom>(store, first_batch("S1", "w1")));
+  auto dup = first_batch("S1", "w1");
+  dup.expected_version = 1;
+  dup.after.level.version = 2;
+  dup.after.level.on_hand = 50; // the event still claims version 1
+  auto r = ask<ok_atom>(store, dup);
+  REQUIRE_FALSE(r);
+  CHECK(to_errc(r.error()) == errc::conflict);
+  CHECK(scalar(dsn, "SELECT on_hand FROM stock_levels") == "10");
+}
+
+TEST_CASE_FIXTURE(system_fixture, "a restarted SKU actor recovers levels, holds and expiries exactly") {
+  auto sku = actors::spawn_sku(sys, "S1", store, {});
+  REQUIRE(on_pair<stock_result>(sku, "w1", caf::make_message(push_stock_level{10, 1, true, 2, "u"})));
+  REQUIRE(on_pair<stock_result>(sku, "w2", caf::make_message(push_stock_level{5, 1, false, 0, "u"})));
+  REQUIRE(on_pair<stock_result>(sku, "w1", caf::make_message(reserve_stock{"a", 3, now_ms() + 600000, "u"})));
+  REQUIRE(on_pair<stock_result>(sku, "w1", caf::make_message(reserve_stock{"b", 2, now_ms() + 600000, "u"})));
+  REQUIRE(on_pair<stock_result>(sku, "w1", caf::make_message(commit_stock{"b", "u"})));
+  REQUIRE(ask<reservation>(sku, reserve_any{"c", 6, now_ms() + 600000, "u"}));
+  auto before = ask<sku_stock>(sku, get_sku_stock{});
+  REQUIRE(before);
+  stop(sku);
+
+  auto again = actors::spawn_sku(sys, "S1", store, {});
+  auto after = ask<sku_stock>(again, get_sku_stock{});
+  REQUIRE(after);
+  CHECK(*after == *before);
+  auto b = on_pair<hold_view>(again, "w1", caf::make_message(get_hold{"b"}));
+  REQUIRE(b);
+  CHECK(b->status == "committed");
+  auto c = ask<reservation>(again, get_reservation{"c"});
+  REQUIRE(c);
+  int64_t total = 0;
+  for (auto& a : c->allocations)
+    total += a.quantity;
+  CHECK(total == 6);
+  stop(again);
+
+  // A hold whose expiry passed while no actor ran is released at recovery.
+  {
+    pqxx::connection conn{dsn};
+    pqxx::work tx{conn};
+    tx.exec("UPDATE stock_holds SET expires_at = now() - interval '1 second' "
+            "WHERE reservation_id = 'a'");
+    tx.commit();
+  }
+  auto third = actors::spawn_sku(sys, "S1", store, {});
+  auto w1 = on_pair<stock_level>(third, "w1", caf::make_message(get_stock_level{}));
+  REQUIRE(w1);
+  CHECK(w1->reserved == before->warehouses[0].reserved - 3);
+  // A later push answers only after the expiry batch before it is durable.
+  REQUIRE(on_pair<stock_result>(third, "w1", caf::make_message(push_stock_level{10, 2, false, 0, "u"})));
+  CHECK(scalar(dsn, "SELECT status FROM stock_holds WHERE reservation_id = 'a'") == "expired");
+  CHECK(scalar(dsn, "SELECT reserved FROM stock_levels WHERE warehouse = 'w1'")
+        == std::to_string(w1->reserved));
+  stop(third);
+}
+
+TEST_CASE_FIXTURE(system_fixture, "a lost connection answers unavailable, then the store reconnects") {
+  REQUIRE(ask<ok_atom>(store, ping_atom_v)); // round robin: opens both connections
+  REQUIRE(ask<ok_atom>(store, ping_atom_v));
+  {
+    pqxx::connection admin{dsn};
+    pqxx::nontransaction tx{admin};
+    tx.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()");
+  }
+  // Both pooled connections are dead: each fails once, then reconnects.
+  int unavailable = 0;
+  for (int i = 0; i < 4; ++i) {
+    auto r = ask<sku_snapshot>(store, load_sku{"S1"});
+    if (!r) {
+      CHECK(to_errc(r.error()) == errc::unavailable);
+      ++unavailable;
+    }
+  }
+  CHECK(unavailable == 2);
+  CHECK(ask<ok_atom>(store, ping_atom_v));
+}
