@@ -15,6 +15,8 @@
 
 #include <limits>
 #include <map>
+#include <optional>
+#include <set>
 
 namespace emporium::actors {
 
@@ -58,11 +60,9 @@ struct reservation_metrics {
   }
 };
 
-/// What is known of a pair at one point: its level and live holds.
-struct pair_data {
-  stock_level level;
-  std::map<std::string, hold_view> holds; ///< status "held" or "committed"
-};
+/// Hold values as they were before a window of changes (nullopt: absent),
+/// to roll the working state back without copying it.
+using undo_log = std::map<std::string, std::optional<hold_view>>;
 
 struct waiter {
   caf::typed_response_promise<stock_result> rp;
@@ -75,9 +75,13 @@ struct stock_state {
   stock_state(caf::local_actor* self) : clock(self) {
   }
 
-  pair_data durable;   ///< what PostgreSQL has
-  pair_data working;   ///< durable + in-flight batch + pending changes
-  pair_data in_flight; ///< what the write in flight will make durable
+  stock_level durable;   ///< the level PostgreSQL has
+  stock_level in_flight; ///< the level the write in flight makes durable
+  stock_level level;     ///< working: durable + in-flight batch + pending changes
+  std::map<std::string, hold_view> holds; ///< working live holds ("held", "committed")
+  std::set<std::pair<int64_t, std::string>> expiries; ///< (expires_at_ms, id) of "held"
+  undo_log pending_undo;   ///< how to undo the pending changes
+  undo_log in_flight_undo; ///< how to undo the batch in flight
   bool write_in_flight = false;
   std::vector<waiter> pending;   ///< answered after the next batch lands
   std::vector<waiter> writing;   ///< answered when the write in flight lands
@@ -99,7 +103,7 @@ void recompute(stock_level& l) {
 /// Records one event against the working state (version += 1).
 void emit(self_ptr self, const char* type, boost::json::object data, const std::string& user) {
   auto& st = self->state;
-  auto& l = st.working.level;
+  auto& l = st.level;
   l.version += 1;
   data["sku"] = l.sku;
   data["warehouse"] = l.warehouse;
@@ -109,12 +113,39 @@ void emit(self_ptr self, const char* type, boost::json::object data, const std::
                                            st.cfg.node});
 }
 
+/// Sets the working value of one hold (nullopt: gone), keeping the expiry index.
+void set_hold(stock_state& st, const std::string& id, const std::optional<hold_view>& h) {
+  if (auto i = st.holds.find(id); i != st.holds.end()) {
+    st.expiries.erase({i->second.expires_at_ms, id});
+    st.holds.erase(i);
+  }
+  if (h && (h->status == "held" || h->status == "committed")) {
+    st.holds.emplace(id, *h);
+    if (h->status == "held")
+      st.expiries.emplace(h->expires_at_ms, id);
+  }
+}
+
+/// Records a changed hold: written with the next batch, undoable until then.
 void change_hold(stock_state& st, const hold_view& h) {
+  if (st.pending_undo.count(h.reservation_id) == 0) {
+    auto i = st.holds.find(h.reservation_id);
+    st.pending_undo.emplace(h.reservation_id, i == st.holds.end()
+                                                ? std::nullopt
+                                                : std::optional<hold_view>{i->second});
+  }
   st.pending_holds[h.reservation_id] = h;
-  if (h.status == "held" || h.status == "committed")
-    st.working.holds[h.reservation_id] = h;
-  else
-    st.working.holds.erase(h.reservation_id);
+  set_hold(st, h.reservation_id, h);
+}
+
+/// Drops every change not yet durable: back to what PostgreSQL has.
+void roll_back(stock_state& st) {
+  for (auto* log : {&st.pending_undo, &st.in_flight_undo}) // newest first
+    for (auto& [id, old] : *log)
+      set_hold(st, id, old);
+  st.pending_undo.clear();
+  st.in_flight_undo.clear();
+  st.level = st.durable;
 }
 
 void flush(self_ptr self);
@@ -141,12 +172,9 @@ caf::typed_response_promise<stock_result> fail(self_ptr self, caf::error err) {
 
 void schedule_expiry(self_ptr self) {
   auto& st = self->state;
-  int64_t earliest = std::numeric_limits<int64_t>::max();
-  for (auto& [id, h] : st.working.holds)
-    if (h.status == "held")
-      earliest = std::min(earliest, h.expires_at_ms);
-  if (earliest == std::numeric_limits<int64_t>::max())
+  if (st.expiries.empty())
     return;
+  auto earliest = st.expiries.begin()->first;
   if (st.timer_due_ms != 0 && st.timer_due_ms <= earliest)
     return;
   st.timer_due_ms = earliest;
@@ -165,16 +193,17 @@ void flush(self_ptr self) {
     return;
   }
   stock_batch batch;
-  batch.expected_version = st.durable.level.version;
-  batch.after.level = st.working.level;
-  for (auto& [id, h] : st.working.holds)
-    batch.after.holds.push_back(h);
+  batch.expected_version = st.durable.version;
+  batch.after = st.level;
   batch.events = std::move(st.pending_events);
+  batch.hold_changes.reserve(st.pending_holds.size());
   for (auto& [id, h] : st.pending_holds)
-    batch.hold_changes.push_back(h);
+    batch.hold_changes.push_back(std::move(h));
   st.pending_events.clear();
   st.pending_holds.clear();
-  st.in_flight = st.working;
+  st.in_flight = st.level;
+  st.in_flight_undo = std::move(st.pending_undo);
+  st.pending_undo.clear();
   st.writing = std::move(st.pending);
   st.pending.clear();
   st.write_in_flight = true;
@@ -183,7 +212,8 @@ void flush(self_ptr self) {
       [self](ok_atom) {
         auto& st = self->state;
         st.write_in_flight = false;
-        st.durable = std::move(st.in_flight);
+        st.durable = st.in_flight;
+        st.in_flight_undo.clear();
         for (auto& w : st.writing)
           w.rp.deliver(std::move(w.reply));
         st.writing.clear();
@@ -204,7 +234,7 @@ void flush(self_ptr self) {
         st.pending.clear();
         st.pending_events.clear();
         st.pending_holds.clear();
-        st.working = st.durable;
+        roll_back(st);
         if (to_errc(err) == errc::conflict) {
           // PostgreSQL holds a newer version than we do: stop, so the next
           // request recovers this pair from durable state.
@@ -219,18 +249,17 @@ void expire_due(self_ptr self) {
   auto& st = self->state;
   auto now = st.clock.now_ms(self);
   std::vector<hold_view> due;
-  for (auto& [id, h] : st.working.holds)
-    if (h.status == "held" && h.expires_at_ms <= now)
-      due.push_back(h);
+  for (auto i = st.expiries.begin(); i != st.expiries.end() && i->first <= now; ++i)
+    due.push_back(st.holds.at(i->second));
   for (auto& h : due) {
     h.status = "expired";
-    st.working.level.reserved -= h.quantity;
+    st.level.reserved -= h.quantity;
     change_hold(st, h);
     emit(self, "reservation_expired",
          {{"reservation_id", h.reservation_id}, {"quantity", h.quantity}}, "");
     reservation_metrics::get().expired->Increment();
   }
-  recompute(st.working.level);
+  recompute(st.level);
   if (!due.empty())
     flush(self);
   schedule_expiry(self);
@@ -242,17 +271,17 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
   st.store = std::move(store);
   st.cfg = std::move(cfg);
   st.aggregate_id = snapshot.level.sku + "@" + snapshot.level.warehouse;
-  st.durable.level = snapshot.level;
-  recompute(st.durable.level);
+  recompute(snapshot.level);
+  st.durable = snapshot.level;
+  st.level = snapshot.level;
   for (auto& h : snapshot.holds)
-    st.durable.holds.emplace(h.reservation_id, h);
-  st.working = st.durable;
+    set_hold(st, h.reservation_id, h);
   metrics::actors("stock").Increment();
   self->attach_functor([] { metrics::actors("stock").Decrement(); });
   expire_due(self); // holds that expired while no actor ran, before any request
   return {
     [self](push_stock_level& c) {
-      auto& l = self->state.working.level;
+      auto& l = self->state.level;
       if (c.seq <= l.last_seq)
         return answer_when_durable(self, stock_result{l, false, {}});
       boost::json::object data{{"on_hand", c.on_hand},
@@ -268,7 +297,7 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
       return answer_when_durable(self, stock_result{l, true, {}});
     },
     [self](adjust_stock& c) {
-      auto& l = self->state.working.level;
+      auto& l = self->state.level;
       int64_t next = 0;
       if (__builtin_add_overflow(l.on_hand, c.delta, &next) || next < 0)
         return fail(self, caf::make_error(errc::conflict, std::string{"on_hand would become "
@@ -281,8 +310,8 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
     },
     [self](reserve_stock& c) {
       auto& st = self->state;
-      auto& l = st.working.level;
-      if (auto i = st.working.holds.find(c.reservation_id); i != st.working.holds.end()) {
+      auto& l = st.level;
+      if (auto i = st.holds.find(c.reservation_id); i != st.holds.end()) {
         if (i->second.quantity != c.quantity)
           return fail(self, caf::make_error(errc::conflict,
                                             std::string{"reservation id already used"}));
@@ -306,15 +335,15 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
     },
     [self](release_stock& c) {
       auto& st = self->state;
-      auto i = st.working.holds.find(c.reservation_id);
-      if (i == st.working.holds.end())
+      auto i = st.holds.find(c.reservation_id);
+      if (i == st.holds.end())
         return fail(self, caf::make_error(errc::not_found, std::string{"unknown reservation"}));
       if (i->second.status == "committed")
         return fail(self, caf::make_error(errc::invalid_state,
                                           std::string{"reservation is committed"}));
       auto h = i->second;
       h.status = "released";
-      auto& l = st.working.level;
+      auto& l = st.level;
       l.reserved -= h.quantity;
       recompute(l);
       change_hold(st, h);
@@ -325,10 +354,10 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
     },
     [self](commit_stock& c) {
       auto& st = self->state;
-      auto i = st.working.holds.find(c.reservation_id);
-      if (i == st.working.holds.end())
+      auto i = st.holds.find(c.reservation_id);
+      if (i == st.holds.end())
         return fail(self, caf::make_error(errc::not_found, std::string{"unknown reservation"}));
-      auto& l = st.working.level;
+      auto& l = st.level;
       if (i->second.status == "committed")
         return answer_when_durable(self, stock_result{l, false, i->second});
       auto h = i->second;
@@ -340,9 +369,9 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
       reservation_metrics::get().committed->Increment();
       return answer_when_durable(self, stock_result{l, true, std::move(h)});
     },
-    [self](get_stock_level&) -> stock_level { return self->state.working.level; },
+    [self](get_stock_level&) -> stock_level { return self->state.level; },
     [self](get_hold& q) -> caf::result<hold_view> {
-      auto& holds = self->state.working.holds;
+      auto& holds = self->state.holds;
       if (auto i = holds.find(q.reservation_id); i != holds.end())
         return i->second;
       return caf::make_error(errc::not_found, std::string{"unknown reservation"});
@@ -351,10 +380,7 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
       auto& st = self->state;
       if (st.write_in_flight || !st.pending_events.empty())
         return false;
-      for (auto& [id, h] : st.working.holds)
-        if (h.status == "held")
-          return false; // its expiry timer must stay alive
-      return true;
+      return st.expiries.empty(); // live holds need their expiry timer
     },
     [self](expire_atom) {
       self->state.timer_due_ms = 0;

@@ -66,7 +66,7 @@ TEST_CASE_FIXTURE(router_fixture, "an idle entity is passivated and recovered fr
                                 caf::make_message(push_stock_level{7, 1, false, 0, ""}))));
   // What the store now holds, as the next instance will load it.
   pair_snapshot p;
-  p.level = ctl->batches.back().after.level;
+  p.level = ctl->batches.back().after;
   ctl->stored = sku_snapshot{"S1", {p}};
   advance_time(31s);
   advance_time(31s);

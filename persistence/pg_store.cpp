@@ -144,7 +144,7 @@ struct worker_state {
 };
 
 ok_atom write_batch(pqxx::work& tx, const stock_batch& b) {
-  const auto& l = b.after.level;
+  const auto& l = b.after;
   auto updated = tx.exec_params(update_level_sql, l.sku, l.warehouse, l.on_hand, l.reserved,
                                 l.committed, l.low_stock_threshold, l.version, l.last_seq,
                                 b.expected_version);

@@ -33,12 +33,12 @@ struct pair_snapshot {
   bool operator==(const pair_snapshot&) const = default;
 };
 
-/// One group-commit transaction of one pair: the events, the state after
+/// One group-commit transaction of one pair: the events, the level after
 /// them, and every hold whose row changed. Fails with `conflict` unless the
 /// stored version still equals `expected_version`.
 struct stock_batch {
   int64_t expected_version = 0;
-  pair_snapshot after;
+  stock_level after;
   std::vector<domain_event> events;
   std::vector<hold_view> hold_changes;
   bool operator==(const stock_batch&) const = default;

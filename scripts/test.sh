@@ -6,7 +6,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 data=$(mktemp -d /tmp/emporium-test-pg.XXXXXX)
 port=${EMPORIUM_TEST_PG_PORT:-55439}
-cleanup() { scripts/pg.sh stop "$data/pg" "$port" || true; rm -rf "$data"; }
+cleanup() { "$root/scripts/pg.sh" stop "$data/pg" "$port" || true; rm -rf "$data"; }
 trap cleanup EXIT
 scripts/pg.sh start "$data/pg" "$port"
 export EMPORIUM_TEST_PG="postgresql://postgres@127.0.0.1:$port/emporium"

@@ -89,7 +89,7 @@ struct system_fixture {
 stock_batch first_batch(const std::string& sku, const std::string& wh) {
   stock_batch b;
   b.expected_version = 0;
-  b.after.level = stock_level{sku, wh, 10, 0, 0, 10, 3, 1, 1};
+  b.after = stock_level{sku, wh, 10, 0, 0, 10, 3, 1, 1};
   b.events.push_back(domain_event{new_uuid(), "stock_level_pushed", sku + "@" + wh, "stock", 1,
                                   now_ms(), R"({"on_hand":10})", "c", "", "u", "n"});
   return b;
@@ -109,13 +109,13 @@ TEST_CASE("migrations are recorded and applying them twice is a no-op") {
 TEST_CASE_FIXTURE(system_fixture, "a batch is written in one transaction and read back exactly") {
   auto b = first_batch("S1", "w1");
   b.hold_changes.push_back({"r1", "w1", 2, now_ms() + 60000, "held"});
-  b.after.level.reserved = 2;
-  b.after.level.available = 8;
+  b.after.reserved = 2;
+  b.after.available = 8;
   REQUIRE(ask<ok_atom>(store, b));
   auto snap = ask<sku_snapshot>(store, load_sku{"S1"});
   REQUIRE(snap);
   REQUIRE(snap->pairs.size() == 1);
-  CHECK(snap->pairs[0].level == b.after.level);
+  CHECK(snap->pairs[0].level == b.after);
   REQUIRE(snap->pairs[0].holds.size() == 1);
   CHECK(snap->pairs[0].holds[0].quantity == 2);
   CHECK(std::abs(snap->pairs[0].holds[0].expires_at_ms - b.hold_changes[0].expires_at_ms) <= 1);
@@ -128,7 +128,7 @@ TEST_CASE_FIXTURE(system_fixture, "a batch is written in one transaction and rea
 TEST_CASE_FIXTURE(system_fixture, "a stale version conflicts and writes nothing") {
   REQUIRE(ask<ok_atom>(store, first_batch("S1", "w1")));
   auto stale = first_batch("S1", "w1"); // expects version 0 again
-  stale.after.level.on_hand = 99;
+  stale.after.on_hand = 99;
   auto r = ask<ok_atom>(store, stale);
   REQUIRE_FALSE(r);
   CHECK(to_errc(r.error()) == errc::conflict);
@@ -140,8 +140,8 @@ TEST_CASE_FIXTURE(system_fixture, "a duplicate event version rolls the whole bat
   REQUIRE(ask<ok_atom>(store, first_batch("S1", "w1")));
   auto dup = first_batch("S1", "w1");
   dup.expected_version = 1;
-  dup.after.level.version = 2;
-  dup.after.level.on_hand = 50; // the event still claims version 1
+  dup.after.version = 2;
+  dup.after.on_hand = 50; // the event still claims version 1
   auto r = ask<ok_atom>(store, dup);
   REQUIRE_FALSE(r);
   CHECK(to_errc(r.error()) == errc::conflict);
