@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# `make bench`: figures, not pass/fail. One run, one machine, one load generator
+# (bench/loadgen); quote the ratios, the absolute numbers are noisy.
+#   hot-SKU reservations/s through the gateway  vs  (a) pgbench row-lock UPDATE
+#   cached pair reads/s through the gateway      vs  (b) a bare Beast hello server
+#   read p50/p99 at 70% of the measured read maximum
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+cmake --build build -j2 --target emporium loadgen hello_server >/dev/null
+DUR=${BENCH_SECONDS:-10}
+CONNS=${BENCH_CONNECTIONS:-64}
+port=${BENCH_PG_PORT:-55441}
+data=$(mktemp -d /tmp/emporium-bench-pg.XXXXXX)
+node_pid=""; hello_pid=""
+cleanup() {
+  [ -n "$node_pid" ] && kill -TERM "$node_pid" 2>/dev/null && wait "$node_pid" 2>/dev/null || true
+  [ -n "$hello_pid" ] && kill "$hello_pid" 2>/dev/null || true
+  "$root/scripts/pg.sh" stop "$data/pg" "$port" || true
+  rm -rf "$data"
+}
+trap cleanup EXIT
+scripts/pg.sh start "$data/pg" "$port"
+PG="postgresql://postgres@127.0.0.1:$port/emporium"
+export EMPORIUM_JWT_SECRET=bench-secret
+HTTP_PORT=18090
+EMPORIUM_PG=$PG EMPORIUM_HTTP=127.0.0.1:$HTTP_PORT EMPORIUM_LOG_FORMAT=text SPDLOG_LEVEL=warn \
+  build/emporium serve >/dev/null &
+node_pid=$!
+for _ in $(seq 100); do curl -sf http://127.0.0.1:$HTTP_PORT/healthz >/dev/null && break; sleep 0.1; done
+OPS=$(build/emporium token --sub bench-ops --role ops)
+CUST=$(build/emporium token --sub bench-buyer --role customer)
+curl -sf -X PUT http://127.0.0.1:$HTTP_PORT/v1/warehouses/w1/stock/HOT \
+  -H "Authorization: Bearer $OPS" -d '{"on_hand":1000000000000,"seq":1}' >/dev/null
+
+lg() { build/bench/loadgen --port "$1" --connections "$CONNS" --duration "$DUR" "${@:2}"; }
+field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
+
+echo "== warm-up"
+lg $HTTP_PORT --method POST --path /v1/reservations --header "Authorization: Bearer $CUST" \
+  --body '{"sku":"HOT","quantity":1,"warehouse":"w1"}' --duration 2 >/dev/null
+echo "== hot-SKU reservations through the gateway ($CONNS connections, ${DUR}s)"
+res=$(lg $HTTP_PORT --method POST --path /v1/reservations --header "Authorization: Bearer $CUST" \
+  --body '{"sku":"HOT","quantity":1,"warehouse":"w1"}')
+echo "$res"
+echo "== (a) pgbench: one row-lock UPDATE per reservation, same PostgreSQL, $CONNS clients"
+psql "$PG" -qc "CREATE TABLE bench_stock (sku text, warehouse text, on_hand bigint, reserved bigint,
+  PRIMARY KEY (sku, warehouse)); INSERT INTO bench_stock VALUES ('HOT', 'w1', 1000000000000, 0);"
+cat > "$data/reserve.sql" <<'SQL'
+\set q 1
+UPDATE bench_stock SET reserved = reserved + :q
+ WHERE sku = 'HOT' AND warehouse = 'w1' AND on_hand - reserved >= :q;
+SQL
+pg=$(pgbench -n -c "$CONNS" -j 2 -T "$DUR" -f "$data/reserve.sql" "$PG" 2>&1 | grep -E "^tps" | head -1)
+echo "$pg"
+echo "== cached pair reads through the gateway"
+reads=$(lg $HTTP_PORT --path /v1/warehouses/w1/stock/HOT --header "Authorization: Bearer $OPS")
+echo "$reads"
+echo "== (b) bare Beast hello server, same load"
+build/bench/hello_server 18099 & hello_pid=$!
+sleep 0.3
+hello=$(lg 18099 --path /)
+echo "$hello"
+kill $hello_pid; hello_pid=""
+read_max=$(echo "$reads" | field rps)
+rate=$(python3 -c "print(int($read_max * 0.7))")
+echo "== reads paced at 70% of the read maximum ($rate/s)"
+paced=$(lg $HTTP_PORT --path /v1/warehouses/w1/stock/HOT --header "Authorization: Bearer $OPS" --rate "$rate")
+echo "$paced"
+
+res_rps=$(echo "$res" | field rps)
+pg_tps=$(echo "$pg" | sed -n 's/tps = \([0-9.]*\).*/\1/p')
+hello_rps=$(echo "$hello" | field rps)
+python3 - "$res_rps" "$pg_tps" "$read_max" "$hello_rps" "$(echo "$paced" | field p50_ms)" \
+  "$(echo "$paced" | field p99_ms)" "$(echo "$res" | field p50_ms)" "$(echo "$res" | field p99_ms)" <<'PY'
+import sys
+res, pg, reads, hello, p50, p99, rp50, rp99 = map(float, sys.argv[1:])
+print()
+print("| measure | value | baseline | ratio | target |")
+print("|---|---|---|---|---|")
+print("| hot-SKU reservations/s (p50 %.2f ms, p99 %.2f ms) | %.0f | pgbench %.0f tps | %.1fx | >= 20x |" % (rp50, rp99, res, pg, res / pg))
+print("| cached pair reads/s | %.0f | Beast hello %.0f req/s | %.0f%% | >= 50%% |" % (reads, hello, 100 * reads / hello))
+print("| read latency at 70%% of max | p50 %.2f ms | p99 %.2f ms | | p99 <= 5 ms |" % (p50, p99))
+PY
