@@ -17,6 +17,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <unordered_map>
 
 namespace emporium::actors {
 
@@ -78,7 +79,7 @@ struct stock_state {
   stock_level durable;   ///< the level PostgreSQL has
   stock_level in_flight; ///< the level the write in flight makes durable
   stock_level level;     ///< working: durable + in-flight batch + pending changes
-  std::map<std::string, hold_view> holds; ///< working live holds ("held", "committed")
+  std::unordered_map<std::string, hold_view> holds; ///< working live holds ("held", "committed")
   std::set<std::pair<int64_t, std::string>> expiries; ///< (expires_at_ms, id) of "held"
   undo_log pending_undo;   ///< how to undo the pending changes
   undo_log in_flight_undo; ///< how to undo the batch in flight

@@ -23,28 +23,44 @@ using namespace protocols;
 
 // -- SQL, as named constants ----------------------------------------------------
 
-constexpr const char* update_level_sql
-  = "UPDATE stock_levels SET on_hand = $3, reserved = $4, committed = $5, "
-    "low_stock_threshold = $6, version = $7, last_seq = $8, updated_at = now() "
-    "WHERE sku = $1 AND warehouse = $2 AND version = $9";
+// One batch = one prepared autocommit statement (one round trip, planned
+// once per connection): data-modifying CTEs insert the events and upsert the
+// holds only if the version-checked write of the level matched. Events and
+// holds travel as arrays; the metadata JSON is built by PostgreSQL.
+constexpr const char* batch_tail_sql
+  = ", written_events AS ("
+    "  INSERT INTO events (event_id, aggregate_type, aggregate_id, event_version, event_type,"
+    "    event_time, data, metadata)"
+    "  SELECT e.id, 'stock', $1 || '@' || $2, e.v, e.t, to_timestamp(e.ms / 1000.0), e.d,"
+    "    jsonb_build_object('correlationId', e.corr, 'causationId', e.cause, 'userId', e.usr,"
+    "      'node', $10::text)"
+    "  FROM unnest($11::uuid[], $12::bigint[], $13::text[], $14::bigint[], $15::jsonb[],"
+    "    $16::text[], $17::text[], $18::text[]) AS e(id, v, t, ms, d, corr, cause, usr)"
+    "  WHERE EXISTS (SELECT 1 FROM level)),"
+    " written_holds AS ("
+    "  INSERT INTO stock_holds (reservation_id, sku, warehouse, quantity, expires_at, status)"
+    "  SELECT h.id, $1, $2, h.q, to_timestamp(h.ms / 1000.0), h.s"
+    "  FROM unnest($19::text[], $20::bigint[], $21::bigint[], $22::text[]) AS h(id, q, ms, s)"
+    "  WHERE EXISTS (SELECT 1 FROM level)"
+    "  ON CONFLICT (reservation_id, sku, warehouse) DO UPDATE SET"
+    "    quantity = EXCLUDED.quantity, expires_at = EXCLUDED.expires_at,"
+    "    status = EXCLUDED.status, updated_at = now())"
+    " SELECT count(*) FROM level";
 
-constexpr const char* insert_level_sql
-  = "INSERT INTO stock_levels (sku, warehouse, on_hand, reserved, committed, "
-    "low_stock_threshold, version, last_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
-    "ON CONFLICT DO NOTHING";
+/// $9 is the expected version; the insert variant (a new pair) ignores it.
+const std::string update_batch_sql
+  = std::string{"WITH level AS (UPDATE stock_levels SET on_hand = $3, reserved = $4, "
+                "committed = $5, low_stock_threshold = $6, version = $7, last_seq = $8, "
+                "updated_at = now() WHERE sku = $1 AND warehouse = $2 AND version = $9 "
+                "RETURNING 1)"}
+    + batch_tail_sql;
 
-constexpr const char* insert_events_head
-  = "INSERT INTO events (event_id, aggregate_type, aggregate_id, event_version, "
-    "event_type, event_time, data, metadata) VALUES ";
-
-constexpr const char* upsert_holds_head
-  = "INSERT INTO stock_holds (reservation_id, sku, warehouse, quantity, expires_at, "
-    "status) VALUES ";
-
-constexpr const char* upsert_holds_tail
-  = " ON CONFLICT (reservation_id, sku, warehouse) DO UPDATE SET "
-    "quantity = EXCLUDED.quantity, expires_at = EXCLUDED.expires_at, "
-    "status = EXCLUDED.status, updated_at = now()";
+const std::string insert_batch_sql
+  = std::string{"WITH level AS (INSERT INTO stock_levels (sku, warehouse, on_hand, reserved, "
+                "committed, low_stock_threshold, version, last_seq) "
+                "SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE $9::bigint = 0 "
+                "ON CONFLICT DO NOTHING RETURNING 1)"}
+    + batch_tail_sql;
 
 constexpr const char* load_levels_sql
   = "SELECT warehouse, on_hand, reserved, committed, low_stock_threshold, version, "
@@ -92,33 +108,26 @@ struct store_metrics {
 
 // -- the worker -----------------------------------------------------------------
 
-std::string timestamp_sql(int64_t ms) {
-  return "to_timestamp(" + std::to_string(ms) + "::double precision / 1000)";
-}
-
-std::string metadata_json(pqxx::work& tx, const domain_event& e) {
-  // json_build_object lets PostgreSQL do the JSON escaping of the quoted strings.
-  return "json_build_object('correlationId', " + tx.quote(e.correlation_id)
-         + ", 'causationId', " + tx.quote(e.causation_id) + ", 'userId', "
-         + tx.quote(e.user_id) + ", 'node', " + tx.quote(e.node) + ")::jsonb";
-}
-
 struct worker_state {
   std::string dsn;
   std::optional<pqxx::connection> conn;
   static inline const char* name = "pg_store_worker";
 
   pqxx::connection& connection() {
-    if (!conn || !conn->is_open())
+    if (!conn || !conn->is_open()) {
       conn.emplace(dsn);
+      conn->prepare("update_batch", update_batch_sql);
+      conn->prepare("insert_batch", insert_batch_sql);
+    }
     return *conn;
   }
 
-  /// Runs `fn` in a transaction, turning libpqxx exceptions into errc.
-  template <class F>
-  auto run(const char* what, F fn) -> caf::result<decltype(fn(std::declval<pqxx::work&>()))> {
+  /// Runs `fn` in a transaction of type Tx (pqxx::nontransaction: one
+  /// autocommit statement), turning libpqxx exceptions into errc.
+  template <class Tx = pqxx::work, class F>
+  auto run(const char* what, F fn) -> caf::result<decltype(fn(std::declval<Tx&>()))> {
     try {
-      pqxx::work tx{connection()};
+      Tx tx{connection()};
       auto result = fn(tx);
       tx.commit();
       return result;
@@ -126,6 +135,11 @@ struct worker_state {
       conn.reset();
       store_metrics::get().failures->Increment();
       log()->warn("event=store_unavailable op={} detail=\"{}\"", what, e.what());
+      return caf::make_error(errc::unavailable);
+    } catch (const pqxx::in_doubt_error& e) {
+      conn.reset();
+      store_metrics::get().failures->Increment();
+      log()->error("event=store_in_doubt op={} detail=\"{}\"", what, e.what());
       return caf::make_error(errc::unavailable);
     } catch (const pqxx::unique_violation& e) {
       store_metrics::get().failures->Increment();
@@ -143,50 +157,52 @@ struct worker_state {
   }
 };
 
-ok_atom write_batch(pqxx::work& tx, const stock_batch& b) {
+/// A PostgreSQL array literal of the values, e.g. {"a","b\\"c"}.
+template <class T, class F>
+std::string array_literal(const std::vector<T>& xs, F field) {
+  std::string out = "{";
+  for (const auto& x : xs) {
+    if (out.size() > 1)
+      out += ',';
+    if constexpr (std::is_integral_v<std::decay_t<decltype(field(x))>>) {
+      out += std::to_string(field(x));
+    } else {
+      out += '"';
+      for (char c : field(x)) {
+        if (c == '"' || c == '\\')
+          out += '\\';
+        out += c;
+      }
+      out += '"';
+    }
+  }
+  return out + "}";
+}
+
+ok_atom write_batch(pqxx::nontransaction& tx, const stock_batch& b) {
   const auto& l = b.after;
-  auto updated = tx.exec_params(update_level_sql, l.sku, l.warehouse, l.on_hand, l.reserved,
-                                l.committed, l.low_stock_threshold, l.version, l.last_seq,
-                                b.expected_version);
-  if (updated.affected_rows() == 0) {
-    bool inserted = false;
-    if (b.expected_version == 0)
-      inserted = tx.exec_params(insert_level_sql, l.sku, l.warehouse, l.on_hand, l.reserved,
-                                l.committed, l.low_stock_threshold, l.version, l.last_seq)
-                   .affected_rows()
-                 == 1;
-    if (!inserted)
-      throw caf::make_error(errc::conflict); // another writer moved the pair
-  }
-  std::string sql;
-  if (!b.events.empty()) {
-    sql += insert_events_head;
-    for (size_t i = 0; i < b.events.size(); ++i) {
-      const auto& e = b.events[i];
-      if (i > 0)
-        sql += ", ";
-      sql += "(" + tx.quote(e.event_id) + "::uuid, " + tx.quote(e.aggregate_type) + ", "
-             + tx.quote(e.aggregate_id) + ", " + std::to_string(e.event_version) + ", "
-             + tx.quote(e.event_type) + ", " + timestamp_sql(e.event_time_ms) + ", "
-             + tx.quote(e.data_json) + "::jsonb, " + metadata_json(tx, e) + ")";
-    }
-    sql += ";";
-  }
-  if (!b.hold_changes.empty()) {
-    sql += upsert_holds_head;
-    for (size_t i = 0; i < b.hold_changes.size(); ++i) {
-      const auto& h = b.hold_changes[i];
-      if (i > 0)
-        sql += ", ";
-      sql += "(" + tx.quote(h.reservation_id) + ", " + tx.quote(l.sku) + ", "
-             + tx.quote(l.warehouse) + ", " + std::to_string(h.quantity) + ", "
-             + timestamp_sql(h.expires_at_ms) + ", " + tx.quote(h.status) + ")";
-    }
-    sql += upsert_holds_tail;
-    sql += ";";
-  }
-  if (!sql.empty())
-    tx.exec(sql);
+  const auto& ev = b.events;
+  const auto& hs = b.hold_changes;
+  using E = domain_event;
+  using H = hold_view;
+  auto node = ev.empty() ? std::string{} : ev.front().node;
+  auto r = tx.exec_prepared(
+    b.expected_version == 0 ? "insert_batch" : "update_batch", l.sku, l.warehouse, l.on_hand,
+    l.reserved, l.committed, l.low_stock_threshold, l.version, l.last_seq, b.expected_version,
+    node, array_literal(ev, [](const E& e) -> const std::string& { return e.event_id; }),
+    array_literal(ev, [](const E& e) { return e.event_version; }),
+    array_literal(ev, [](const E& e) -> const std::string& { return e.event_type; }),
+    array_literal(ev, [](const E& e) { return e.event_time_ms; }),
+    array_literal(ev, [](const E& e) -> const std::string& { return e.data_json; }),
+    array_literal(ev, [](const E& e) -> const std::string& { return e.correlation_id; }),
+    array_literal(ev, [](const E& e) -> const std::string& { return e.causation_id; }),
+    array_literal(ev, [](const E& e) -> const std::string& { return e.user_id; }),
+    array_literal(hs, [](const H& h) -> const std::string& { return h.reservation_id; }),
+    array_literal(hs, [](const H& h) { return h.quantity; }),
+    array_literal(hs, [](const H& h) { return h.expires_at_ms; }),
+    array_literal(hs, [](const H& h) -> const std::string& { return h.status; }));
+  if (r[0][0].as<int64_t>() != 1)
+    throw caf::make_error(errc::conflict); // another writer moved the pair
   return ok_atom_v;
 }
 
@@ -233,7 +249,8 @@ pg_worker(store_actor::stateful_pointer<worker_state> self, std::string dsn) {
     [=](stock_batch& b) -> caf::result<ok_atom> {
       auto& m = store_metrics::get();
       auto start = std::chrono::steady_clock::now();
-      auto res = self->state.run("write_batch", [&](pqxx::work& tx) { return write_batch(tx, b); });
+      auto res = self->state.run<pqxx::nontransaction>(
+        "write_batch", [&](pqxx::nontransaction& tx) { return write_batch(tx, b); });
       m.batch_events->Observe(static_cast<double>(b.events.size()));
       m.commit_seconds->Observe(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());

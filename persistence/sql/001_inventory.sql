@@ -26,10 +26,12 @@ CREATE TABLE stock_holds (
 CREATE INDEX stock_holds_live ON stock_holds (sku) WHERE status IN ('held', 'committed');
 
 -- Append-only domain event log in the contract's envelope terms; the outbox.
--- position gives commit order; (aggregate_id, event_version) is the per-aggregate sequence.
+-- position gives commit order; (aggregate_id, event_version) is the per-aggregate sequence
+-- and what makes two writers of one stream conflict. event_id is a random UUID that
+-- consumers deduplicate by; it has no index (a random-key btree costs every write).
 CREATE TABLE events (
   position       bigserial   PRIMARY KEY,
-  event_id       uuid        NOT NULL UNIQUE,
+  event_id       uuid        NOT NULL,
   aggregate_type text        NOT NULL,
   aggregate_id   text        NOT NULL,
   event_version  bigint      NOT NULL CHECK (event_version > 0),
