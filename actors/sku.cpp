@@ -126,7 +126,8 @@ void reserve_across(self_ptr self, reserve_any cmd, caf::response_promise rp) {
       gather{std::vector<caf::expected<stock_result>>(chosen.size(), caf::error{}),
              chosen.size()});
     for (size_t i = 0; i < chosen.size(); ++i) {
-      auto part = reserve_stock{cmd.reservation_id, amounts[i], cmd.expires_at_ms, cmd.user_id};
+      auto part = reserve_stock{cmd.reservation_id, amounts[i], cmd.expires_at_ms, cmd.user_id,
+                                cmd.correlation_id};
       auto finish = [self, g, chosen, cmd, rp]() mutable {
         if (--g->left > 0)
           return;
@@ -143,7 +144,7 @@ void reserve_across(self_ptr self, reserve_any cmd, caf::response_promise rp) {
         // All or nothing: give back the parts we got.
         for (size_t j = 0; j < chosen.size(); ++j)
           if (g->parts[j])
-            self->request(chosen[j], ask_timeout, release_stock{cmd.reservation_id, cmd.user_id})
+            self->request(chosen[j], ask_timeout, release_stock{cmd.reservation_id, cmd.user_id, cmd.correlation_id})
               .then([](stock_result&) {}, [](caf::error&) {});
         auto first_error = std::find_if(g->parts.begin(), g->parts.end(),
                                         [](auto& p) { return !p; });
@@ -266,7 +267,8 @@ caf::behavior sku_behavior(self_ptr self, std::string sku, store_actor store, st
         }
         if (holders.empty())
           return rp.deliver(caf::make_error(errc::not_found, std::string{"unknown reservation"}));
-        ask_all<stock_result>(self, holders, release_stock{cmd.reservation_id, cmd.user_id},
+        ask_all<stock_result>(self, holders,
+                              release_stock{cmd.reservation_id, cmd.user_id, cmd.correlation_id},
                               [self, rp](std::vector<caf::expected<stock_result>> done) mutable {
           std::vector<hold_view> holds;
           for (auto& r : done) {

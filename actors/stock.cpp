@@ -102,7 +102,8 @@ void recompute(stock_level& l) {
 }
 
 /// Records one event against the working state (version += 1).
-void emit(self_ptr self, const char* type, boost::json::object data, const std::string& user) {
+void emit(self_ptr self, const char* type, boost::json::object data, const std::string& user,
+          const std::string& correlation) {
   auto& st = self->state;
   auto& l = st.level;
   l.version += 1;
@@ -110,7 +111,7 @@ void emit(self_ptr self, const char* type, boost::json::object data, const std::
   data["warehouse"] = l.warehouse;
   st.pending_events.push_back(domain_event{new_uuid(), type, st.aggregate_id, "stock",
                                            l.version, st.clock.now_ms(self),
-                                           boost::json::serialize(data), "", "", user,
+                                           boost::json::serialize(data), correlation, "", user,
                                            st.cfg.node});
 }
 
@@ -257,7 +258,7 @@ void expire_due(self_ptr self) {
     st.level.reserved -= h.quantity;
     change_hold(st, h);
     emit(self, "reservation_expired",
-         {{"reservation_id", h.reservation_id}, {"quantity", h.quantity}}, "");
+         {{"reservation_id", h.reservation_id}, {"quantity", h.quantity}}, "", "");
     reservation_metrics::get().expired->Increment();
   }
   recompute(st.level);
@@ -294,7 +295,7 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
         l.low_stock_threshold = c.low_stock_threshold;
       data["low_stock_threshold"] = l.low_stock_threshold;
       recompute(l);
-      emit(self, "stock_level_pushed", std::move(data), c.user_id);
+      emit(self, "stock_level_pushed", std::move(data), c.user_id, c.correlation_id);
       return answer_when_durable(self, stock_result{l, true, {}});
     },
     [self](adjust_stock& c) {
@@ -306,7 +307,7 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
       boost::json::object data{{"delta", c.delta}, {"reason", c.reason}, {"on_hand", next}};
       l.on_hand = next;
       recompute(l);
-      emit(self, "stock_adjusted", std::move(data), c.user_id);
+      emit(self, "stock_adjusted", std::move(data), c.user_id, c.correlation_id);
       return answer_when_durable(self, stock_result{l, true, {}});
     },
     [self](reserve_stock& c) {
@@ -330,7 +331,7 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
            {{"reservation_id", c.reservation_id},
             {"quantity", c.quantity},
             {"expires_at_ms", c.expires_at_ms}},
-           c.user_id);
+           c.user_id, c.correlation_id);
       reservation_metrics::get().held->Increment();
       return answer_when_durable(self, stock_result{l, true, std::move(h)});
     },
@@ -349,7 +350,8 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
       recompute(l);
       change_hold(st, h);
       emit(self, "reservation_released",
-           {{"reservation_id", h.reservation_id}, {"quantity", h.quantity}}, c.user_id);
+           {{"reservation_id", h.reservation_id}, {"quantity", h.quantity}}, c.user_id,
+           c.correlation_id);
       reservation_metrics::get().released->Increment();
       return answer_when_durable(self, stock_result{l, true, std::move(h)});
     },
@@ -366,7 +368,8 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
       l.committed += h.quantity;
       change_hold(st, h);
       emit(self, "reservation_committed",
-           {{"reservation_id", h.reservation_id}, {"quantity", h.quantity}}, c.user_id);
+           {{"reservation_id", h.reservation_id}, {"quantity", h.quantity}}, c.user_id,
+           c.correlation_id);
       reservation_metrics::get().committed->Increment();
       return answer_when_durable(self, stock_result{l, true, std::move(h)});
     },

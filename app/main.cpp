@@ -48,7 +48,7 @@ Options of serve (each also an environment variable; a flag wins):
   --jwt-secret SECRET        EMPORIUM_JWT_SECRET   HS256 secret of bearer tokens (required outside dev)
   --node-id ID               EMPORIUM_NODE_ID      this node's id in events and logs [node-1]
   --io-threads N             EMPORIUM_IO_THREADS   HTTP I/O threads [1]
-  --actor-threads N          EMPORIUM_ACTOR_THREADS  CAF scheduler threads [number of cores]
+  --actor-threads N          EMPORIUM_ACTOR_THREADS  CAF scheduler threads [cores - io threads, >= 1]
   --store-connections N      EMPORIUM_STORE_CONNECTIONS  PostgreSQL connections [4]
   --passivate-after SECONDS  EMPORIUM_PASSIVATE_AFTER    idle time before an entity stops [600]
   --default-hold-ttl SECONDS EMPORIUM_DEFAULT_HOLD_TTL   reservation TTL when none given [900]
@@ -239,8 +239,14 @@ int serve_command(const options& o) {
   caf::actor_system_config cfg;
   cfg.add_message_types<caf::id_block::emporium>();
   cfg.set("logger.verbosity", caf::atom("quiet"));
-  if (auto t = o.number("--actor-threads", "EMPORIUM_ACTOR_THREADS", 0); t && *t > 0)
-    cfg.set("scheduler.max-threads", static_cast<size_t>(*t));
+  // Leave the I/O threads their cores: on 2 cores one CAF thread halved the
+  // median read latency in bench runs (docs/benchmarks.md).
+  auto cores = static_cast<int64_t>(std::max(1u, std::thread::hardware_concurrency()));
+  auto actor_threads = o.number("--actor-threads", "EMPORIUM_ACTOR_THREADS",
+                                std::max<int64_t>(1, cores - *io_threads));
+  if (!actor_threads)
+    return 2;
+  cfg.set("scheduler.max-threads", static_cast<size_t>(std::max<int64_t>(1, *actor_threads)));
   caf::actor_system sys{cfg};
 
   auto store = persistence::spawn_pg_store(sys, {pg, static_cast<size_t>(*connections)});

@@ -608,7 +608,8 @@ private:
     auto threshold = b.integer("low_stock_threshold", false, 0, INT64_MAX);
     if (b.error)
       return fail(*b.error);
-    push_stock_level cmd{*on_hand, *seq, threshold.has_value(), threshold.value_or(0), p->sub};
+    push_stock_level cmd{*on_hand, *seq, threshold.has_value(), threshold.value_or(0), p->sub,
+                         request_id_};
     auto self = shared_from_this();
     ask_pair<stock_result>(wh, sku, caf::make_message(std::move(cmd)),
                            [self](caf::expected<stock_result> r) {
@@ -638,7 +639,7 @@ private:
       return fail(*b.error);
     auto self = shared_from_this();
     ask_pair<stock_result>(wh, sku,
-                           caf::make_message(adjust_stock{*delta, reason.value_or(""), p->sub}),
+                           caf::make_message(adjust_stock{*delta, reason.value_or(""), p->sub, request_id_}),
                            [self](caf::expected<stock_result> r) {
       if (!r)
         return self->fail(r.error());
@@ -701,7 +702,7 @@ private:
     };
     if (wh) {
       ask_pair<stock_result>(*wh, *sku,
-                             caf::make_message(reserve_stock{id, *qty, expires, p->sub}),
+                             caf::make_message(reserve_stock{id, *qty, expires, p->sub, request_id_}),
                              [self, created, sku = *sku](caf::expected<stock_result> r) {
         if (!r)
           return self->fail(r.error());
@@ -710,7 +711,7 @@ private:
       });
       return;
     }
-    ask_entity<reservation>("sku:" + *sku, caf::make_message(reserve_any{id, *qty, expires, p->sub}),
+    ask_entity<reservation>("sku:" + *sku, caf::make_message(reserve_any{id, *qty, expires, p->sub, request_id_}),
                             [self, created](caf::expected<reservation> r) {
       if (!r)
         return self->fail(r.error());
@@ -724,9 +725,10 @@ private:
       return;
     auto self = shared_from_this();
     auto user = p->sub;
+    auto corr = request_id_;
     srv_->ask<reservation_rows>(
       bridge_, caf::actor_cast<caf::actor>(srv_->deps.store), caf::make_message(locate_reservation{id}),
-      stream_.get_executor(), [self, id, release, user](caf::expected<reservation_rows> rows) {
+      stream_.get_executor(), [self, id, release, user, corr](caf::expected<reservation_rows> rows) {
         if (!rows)
           return self->fail(rows.error());
         if (rows->sku.empty())
@@ -747,7 +749,7 @@ private:
           }
           return self->respond(http::status::ok, reservation_json(r));
         }
-        auto msg = release ? caf::make_message(release_reservation{id, user})
+        auto msg = release ? caf::make_message(release_reservation{id, user, corr})
                            : caf::make_message(get_reservation{id});
         self->ask_entity<reservation>("sku:" + rows->sku, std::move(msg),
                                       [self](caf::expected<reservation> r) {

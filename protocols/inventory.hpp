@@ -50,6 +50,7 @@ struct push_stock_level {
   bool has_threshold = false;
   int64_t low_stock_threshold = 0;
   std::string user_id;
+  std::string correlation_id; ///< the request id; events carry it
   bool operator==(const push_stock_level&) const = default;
 };
 
@@ -58,6 +59,7 @@ struct adjust_stock {
   int64_t delta = 0;
   std::string reason;
   std::string user_id;
+  std::string correlation_id; ///< the request id; events carry it
   bool operator==(const adjust_stock&) const = default;
 };
 
@@ -67,6 +69,7 @@ struct reserve_stock {
   int64_t quantity = 0;
   int64_t expires_at_ms = 0;
   std::string user_id;
+  std::string correlation_id; ///< the request id; events carry it
   bool operator==(const reserve_stock&) const = default;
 };
 
@@ -74,6 +77,7 @@ struct reserve_stock {
 struct release_stock {
   std::string reservation_id;
   std::string user_id;
+  std::string correlation_id; ///< the request id; events carry it
   bool operator==(const release_stock&) const = default;
 };
 
@@ -81,6 +85,7 @@ struct release_stock {
 struct commit_stock {
   std::string reservation_id;
   std::string user_id;
+  std::string correlation_id; ///< the request id; events carry it
   bool operator==(const commit_stock&) const = default;
 };
 
@@ -124,6 +129,7 @@ struct reserve_any {
   int64_t quantity = 0;
   int64_t expires_at_ms = 0;
   std::string user_id;
+  std::string correlation_id; ///< the request id; events carry it
   bool operator==(const reserve_any&) const = default;
 };
 
@@ -139,6 +145,7 @@ struct get_reservation {
 struct release_reservation {
   std::string reservation_id;
   std::string user_id;
+  std::string correlation_id; ///< the request id; events carry it
   bool operator==(const release_reservation&) const = default;
 };
 
@@ -162,24 +169,24 @@ typename Inspector::result_type inspect(Inspector& f, stock_result& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, push_stock_level& x) {
   return f(caf::meta::type_name("push_stock_level"), x.on_hand, x.seq,
-           x.has_threshold, x.low_stock_threshold, x.user_id);
+           x.has_threshold, x.low_stock_threshold, x.user_id, x.correlation_id);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, adjust_stock& x) {
-  return f(caf::meta::type_name("adjust_stock"), x.delta, x.reason, x.user_id);
+  return f(caf::meta::type_name("adjust_stock"), x.delta, x.reason, x.user_id, x.correlation_id);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, reserve_stock& x) {
   return f(caf::meta::type_name("reserve_stock"), x.reservation_id, x.quantity,
-           x.expires_at_ms, x.user_id);
+           x.expires_at_ms, x.user_id, x.correlation_id);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, release_stock& x) {
-  return f(caf::meta::type_name("release_stock"), x.reservation_id, x.user_id);
+  return f(caf::meta::type_name("release_stock"), x.reservation_id, x.user_id, x.correlation_id);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, commit_stock& x) {
-  return f(caf::meta::type_name("commit_stock"), x.reservation_id, x.user_id);
+  return f(caf::meta::type_name("commit_stock"), x.reservation_id, x.user_id, x.correlation_id);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, get_stock_level&) {
@@ -205,7 +212,7 @@ typename Inspector::result_type inspect(Inspector& f, reservation& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, reserve_any& x) {
   return f(caf::meta::type_name("reserve_any"), x.reservation_id, x.quantity,
-           x.expires_at_ms, x.user_id);
+           x.expires_at_ms, x.user_id, x.correlation_id);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, get_sku_stock&) {
@@ -218,7 +225,7 @@ typename Inspector::result_type inspect(Inspector& f, get_reservation& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, release_reservation& x) {
   return f(caf::meta::type_name("release_reservation"), x.reservation_id,
-           x.user_id);
+           x.user_id, x.correlation_id);
 }
 
 } // namespace emporium::protocols

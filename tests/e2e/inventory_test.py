@@ -64,7 +64,12 @@ class Inventory(unittest.TestCase):
         for k in ("sku", "warehouse", "on_hand", "reserved", "available", "version"):
             self.assertIn(k, body)
         self.assertEqual((body["on_hand"], body["available"], body["version"]), (117, 117, 2))
-        self.req("PUT", "/v1/warehouses/w2/stock/EX1", {"on_hand": 3, "seq": 1}, OPS)
+        st, _, r = self.req("PUT", "/v1/warehouses/w2/stock/EX1", {"on_hand": 3, "seq": 1}, OPS,
+                            headers={"X-Request-Id": "e2e-trace-1"})
+        self.assertEqual((st, r.getheader("X-Request-Id")), (200, "e2e-trace-1"))
+        self.assertEqual(psql(self.dsn, "SELECT event_type || ' ' || (metadata->>'correlationId') || ' ' "
+                                        "|| (metadata->>'userId') FROM events WHERE aggregate_id = 'EX1@w2'"),
+                         "stock_level_pushed e2e-trace-1 ops-1")
         st, body, _ = self.req("GET", "/v1/stock/EX1")
         self.assertEqual((st, body["available"], len(body["warehouses"])), (200, 120, 2))
 
