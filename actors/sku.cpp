@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <map>
 #include <memory>
+#include <set>
 
 namespace emporium::actors {
 
@@ -24,6 +25,7 @@ struct sku_state {
   static inline const char* name = "sku";
   std::string sku;
   std::map<std::string, stock_actor> pairs; ///< by warehouse
+  std::set<std::string> reserving;           ///< idempotent reservations under way
   store_actor store;
   stock_config cfg;
 };
@@ -88,12 +90,18 @@ reservation to_reservation(const std::string& sku, const std::vector<hold_view>&
     r.allocations.push_back({h.warehouse, h.quantity});
     r.expires_at_ms = h.expires_at_ms;
     r.status = h.status;
+    r.owner = h.owner;
   }
   return r;
 }
 
 void reserve_across(self_ptr self, reserve_any cmd, caf::response_promise rp) {
-  auto targets = all_pairs(self);
+  std::vector<stock_actor> targets;
+  if (cmd.warehouse.empty()) {
+    targets = all_pairs(self);
+  } else if (auto i = self->state.pairs.find(cmd.warehouse); i != self->state.pairs.end()) {
+    targets.push_back(i->second);
+  }
   ask_all<stock_level>(self, targets, get_stock_level{},
                        [self, cmd, rp, targets](std::vector<caf::expected<stock_level>> levels) mutable {
     // Plan: largest availability first, so a reservation splits as little as possible.
@@ -128,7 +136,7 @@ void reserve_across(self_ptr self, reserve_any cmd, caf::response_promise rp) {
     for (size_t i = 0; i < chosen.size(); ++i) {
       auto part = reserve_stock{cmd.reservation_id, amounts[i], cmd.expires_at_ms, cmd.user_id,
                                 cmd.correlation_id};
-      auto finish = [self, g, chosen, cmd, rp]() mutable {
+      auto finish = [self, g, chosen, targets, cmd, rp]() mutable {
         if (--g->left > 0)
           return;
         std::vector<hold_view> held;
@@ -150,7 +158,7 @@ void reserve_across(self_ptr self, reserve_any cmd, caf::response_promise rp) {
                                         [](auto& p) { return !p; });
         auto code = to_errc(first_error->error());
         if (code == errc::insufficient_stock) {
-          ask_all<stock_level>(self, all_pairs(self), get_stock_level{},
+          ask_all<stock_level>(self, targets, get_stock_level{},
                                [rp](std::vector<caf::expected<stock_level>> now) mutable {
             int64_t sum = 0;
             for (auto& l : now)
@@ -173,6 +181,55 @@ void reserve_across(self_ptr self, reserve_any cmd, caf::response_promise rp) {
             finish();
           });
     }
+  });
+}
+
+/// With an Idempotency-Key: answer a live reservation with this id as is
+/// (409 if the request differs), refuse a duplicate that is still under way,
+/// otherwise reserve.
+void reserve_once(self_ptr self, reserve_any cmd, caf::response_promise rp) {
+  if (!self->state.reserving.insert(cmd.reservation_id).second)
+    return rp.deliver(caf::make_error(
+      errc::conflict, std::string{"a request with this Idempotency-Key is in progress"}));
+  auto done = [self, id = cmd.reservation_id, rp](auto result) mutable {
+    self->state.reserving.erase(id);
+    rp.deliver(std::move(result));
+  };
+  ask_all<hold_view>(self, all_pairs(self), get_hold{cmd.reservation_id},
+                     [self, cmd, done](std::vector<caf::expected<hold_view>> found) mutable {
+    std::vector<hold_view> holds;
+    for (auto& h : found)
+      if (h)
+        holds.push_back(std::move(*h));
+    if (holds.empty()) {
+      auto relay = [done](caf::expected<reservation> r) mutable {
+        if (r)
+          done(std::move(*r));
+        else
+          done(std::move(r.error()));
+      };
+      // Reserve, then hand the outcome to `done`, through a request to ourselves
+      // so the all-or-nothing logic stays in one place.
+      self->request(caf::actor_cast<caf::actor>(self), ask_timeout,
+                    reserve_any{cmd.reservation_id, cmd.quantity,
+                                                   cmd.expires_at_ms, cmd.user_id,
+                                                   cmd.correlation_id, cmd.warehouse, false})
+        .then([relay](reservation& r) mutable { relay(std::move(r)); },
+              [relay](caf::error& e) mutable { relay(std::move(e)); });
+      return;
+    }
+    auto existing = to_reservation(self->state.sku, holds);
+    int64_t qty = 0;
+    for (auto& a : existing.allocations)
+      qty += a.quantity;
+    bool same = qty == cmd.quantity && existing.owner == cmd.user_id
+                && (cmd.warehouse.empty()
+                    || (existing.allocations.size() == 1
+                        && existing.allocations[0].warehouse == cmd.warehouse));
+    if (!same)
+      return done(caf::make_error(
+        errc::conflict, std::string{"Idempotency-Key reused with a different request"}));
+    done(std::move(existing));
   });
 }
 
@@ -234,7 +291,10 @@ caf::behavior sku_behavior(self_ptr self, std::string sku, store_actor store, st
     },
     [self](reserve_any& cmd) {
       auto rp = self->make_response_promise();
-      reserve_across(self, std::move(cmd), rp);
+      if (cmd.idempotent)
+        reserve_once(self, std::move(cmd), rp);
+      else
+        reserve_across(self, std::move(cmd), rp);
       return rp;
     },
     [self](get_reservation& q) {

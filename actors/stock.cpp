@@ -323,7 +323,7 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
         reservation_metrics::get().insufficient->Increment();
         return fail(self, caf::make_error(errc::insufficient_stock, l.available));
       }
-      hold_view h{c.reservation_id, l.warehouse, c.quantity, c.expires_at_ms, "held"};
+      hold_view h{c.reservation_id, l.warehouse, c.quantity, c.expires_at_ms, "held", c.user_id};
       l.reserved += c.quantity;
       recompute(l);
       change_hold(st, h);

@@ -17,6 +17,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
+#include <openssl/sha.h>
 
 #include <atomic>
 #include <ctime>
@@ -240,6 +241,22 @@ json::object reservation_json(const reservation& r) {
   return {{"reservation_id", r.reservation_id}, {"sku", r.sku},
           {"quantity", qty},                    {"allocations", std::move(allocs)},
           {"expires_at", rfc3339(r.expires_at_ms)}, {"status", r.status}};
+}
+
+/// prefix + 24 hex digits of SHA-256(sub, key): stable across retries and nodes.
+std::string derived_id(std::string_view prefix, std::string_view sub, std::string_view key) {
+  std::string input{sub};
+  input += '\x1f';
+  input += key;
+  unsigned char md[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(input.data()), input.size(), md);
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out{prefix};
+  for (int i = 0; i < 12; ++i) {
+    out += hex[md[i] >> 4];
+    out += hex[md[i] & 0xF];
+  }
+  return out;
 }
 
 std::vector<std::string_view> split_path(std::string_view target) {
@@ -694,24 +711,31 @@ private:
     auto ttl = b.integer("ttl_s", false, 1, srv_->cfg.max_hold_ttl_s);
     if (b.error)
       return fail(*b.error);
-    auto id = new_id("rsv_");
+    auto key = req_["Idempotency-Key"];
+    if (key.size() > 255)
+      return fail(field_error{errc::invalid_field, "Idempotency-Key", "Idempotency-Key is too long"});
+    // With a key, the id is derived from (caller, key): a retry names the same
+    // reservation, which the SKU actor then answers as is.
+    auto id = key.empty() ? new_id("rsv_") : derived_id("rsv_", p->sub, key);
     auto expires = now_ms() + ttl.value_or(srv_->cfg.default_hold_ttl_s) * 1000;
     auto self = shared_from_this();
     auto created = [self](const reservation& r) {
       self->respond(http::status::created, reservation_json(r));
     };
-    if (wh) {
+    if (wh && key.empty()) { // the hot path: straight to the pair
       ask_pair<stock_result>(*wh, *sku,
                              caf::make_message(reserve_stock{id, *qty, expires, p->sub, request_id_}),
                              [self, created, sku = *sku](caf::expected<stock_result> r) {
         if (!r)
           return self->fail(r.error());
         created(reservation{r->hold.reservation_id, sku, {{r->hold.warehouse, r->hold.quantity}},
-                            r->hold.expires_at_ms, r->hold.status});
+                            r->hold.expires_at_ms, r->hold.status, r->hold.owner});
       });
       return;
     }
-    ask_entity<reservation>("sku:" + *sku, caf::make_message(reserve_any{id, *qty, expires, p->sub, request_id_}),
+    ask_entity<reservation>("sku:" + *sku,
+                            caf::make_message(reserve_any{id, *qty, expires, p->sub, request_id_,
+                                                          wh.value_or(""), !key.empty()}),
                             [self, created](caf::expected<reservation> r) {
       if (!r)
         return self->fail(r.error());
@@ -726,13 +750,17 @@ private:
     auto self = shared_from_this();
     auto user = p->sub;
     auto corr = request_id_;
+    auto is_ops = p->is("ops");
     srv_->ask<reservation_rows>(
       bridge_, caf::actor_cast<caf::actor>(srv_->deps.store), caf::make_message(locate_reservation{id}),
-      stream_.get_executor(), [self, id, release, user, corr](caf::expected<reservation_rows> rows) {
+      stream_.get_executor(),
+      [self, id, release, user, corr, is_ops](caf::expected<reservation_rows> rows) {
         if (!rows)
           return self->fail(rows.error());
         if (rows->sku.empty())
           return self->fail(errc::not_found, "unknown reservation");
+        if (!is_ops && rows->holds.front().owner != user)
+          return self->fail(errc::forbidden, "reservation belongs to another customer");
         bool live = false;
         for (auto& h : rows->holds)
           live = live || h.status == "held" || h.status == "committed";
@@ -742,6 +770,7 @@ private:
           reservation r;
           r.reservation_id = id;
           r.sku = rows->sku;
+          r.owner = rows->holds.front().owner;
           for (auto& h : rows->holds) {
             r.allocations.push_back({h.warehouse, h.quantity});
             r.expires_at_ms = h.expires_at_ms;

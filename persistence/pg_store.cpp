@@ -38,9 +38,11 @@ constexpr const char* batch_tail_sql
     "    $16::text[], $17::text[], $18::text[]) AS e(id, v, t, ms, d, corr, cause, usr)"
     "  WHERE EXISTS (SELECT 1 FROM level)),"
     " written_holds AS ("
-    "  INSERT INTO stock_holds (reservation_id, sku, warehouse, quantity, expires_at, status)"
-    "  SELECT h.id, $1, $2, h.q, to_timestamp(h.ms / 1000.0), h.s"
-    "  FROM unnest($19::text[], $20::bigint[], $21::bigint[], $22::text[]) AS h(id, q, ms, s)"
+    "  INSERT INTO stock_holds (reservation_id, sku, warehouse, quantity, expires_at, status,"
+    "    owner)"
+    "  SELECT h.id, $1, $2, h.q, to_timestamp(h.ms / 1000.0), h.s, h.o"
+    "  FROM unnest($19::text[], $20::bigint[], $21::bigint[], $22::text[], $23::text[])"
+    "    AS h(id, q, ms, s, o)"
     "  WHERE EXISTS (SELECT 1 FROM level)"
     "  ON CONFLICT (reservation_id, sku, warehouse) DO UPDATE SET"
     "    quantity = EXCLUDED.quantity, expires_at = EXCLUDED.expires_at,"
@@ -68,12 +70,12 @@ constexpr const char* load_levels_sql
 
 constexpr const char* load_holds_sql
   = "SELECT reservation_id, warehouse, quantity, "
-    "(extract(epoch FROM expires_at) * 1000)::bigint, status FROM stock_holds "
+    "(extract(epoch FROM expires_at) * 1000)::bigint, status, owner FROM stock_holds "
     "WHERE sku = $1 AND status IN ('held', 'committed')";
 
 constexpr const char* locate_sql
   = "SELECT sku, warehouse, quantity, (extract(epoch FROM expires_at) * 1000)::bigint, "
-    "status FROM stock_holds WHERE reservation_id = $1 ORDER BY warehouse";
+    "status, owner FROM stock_holds WHERE reservation_id = $1 ORDER BY warehouse";
 
 // -- metrics --------------------------------------------------------------------
 
@@ -200,7 +202,8 @@ ok_atom write_batch(pqxx::nontransaction& tx, const stock_batch& b) {
     array_literal(hs, [](const H& h) -> const std::string& { return h.reservation_id; }),
     array_literal(hs, [](const H& h) { return h.quantity; }),
     array_literal(hs, [](const H& h) { return h.expires_at_ms; }),
-    array_literal(hs, [](const H& h) -> const std::string& { return h.status; }));
+    array_literal(hs, [](const H& h) -> const std::string& { return h.status; }),
+    array_literal(hs, [](const H& h) -> const std::string& { return h.owner; }));
   if (r[0][0].as<int64_t>() != 1)
     throw caf::make_error(errc::conflict); // another writer moved the pair
   return ok_atom_v;
@@ -224,7 +227,7 @@ sku_snapshot read_sku(pqxx::work& tx, const std::string& sku) {
   }
   for (const auto& row : tx.exec_params(load_holds_sql, sku)) {
     hold_view h{row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<int64_t>(),
-                row[3].as<int64_t>(), row[4].as<std::string>()};
+                row[3].as<int64_t>(), row[4].as<std::string>(), row[5].as<std::string>()};
     for (auto& p : out.pairs)
       if (p.level.warehouse == h.warehouse)
         p.holds.push_back(h);
@@ -237,7 +240,8 @@ reservation_rows read_reservation(pqxx::work& tx, const std::string& id) {
   for (const auto& row : tx.exec_params(locate_sql, id)) {
     out.sku = row[0].as<std::string>();
     out.holds.push_back(hold_view{id, row[1].as<std::string>(), row[2].as<int64_t>(),
-                                  row[3].as<int64_t>(), row[4].as<std::string>()});
+                                  row[3].as<int64_t>(), row[4].as<std::string>(),
+                                  row[5].as<std::string>()});
   }
   return out;
 }

@@ -32,6 +32,7 @@ struct hold_view {
   int64_t quantity = 0;
   int64_t expires_at_ms = 0; ///< wall clock, ms since the epoch
   std::string status;
+  std::string owner; ///< the principal (token sub) that reserved
   bool operator==(const hold_view&) const = default;
 };
 
@@ -120,16 +121,21 @@ struct reservation {
   std::vector<allocation> allocations;
   int64_t expires_at_ms = 0;
   std::string status;
+  std::string owner;
   bool operator==(const reservation&) const = default;
 };
 
-/// Reserve on any of the SKU's warehouses (all or nothing).
+/// Reserve on any of the SKU's warehouses (all or nothing), or only on
+/// `warehouse` if set. `idempotent`: the id comes from an Idempotency-Key, so
+/// a live reservation with that id is answered as is (409 if it differs).
 struct reserve_any {
   std::string reservation_id;
   int64_t quantity = 0;
   int64_t expires_at_ms = 0;
   std::string user_id;
   std::string correlation_id; ///< the request id; events carry it
+  std::string warehouse;
+  bool idempotent = false;
   bool operator==(const reserve_any&) const = default;
 };
 
@@ -160,7 +166,7 @@ typename Inspector::result_type inspect(Inspector& f, stock_level& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, hold_view& x) {
   return f(caf::meta::type_name("hold_view"), x.reservation_id, x.warehouse,
-           x.quantity, x.expires_at_ms, x.status);
+           x.quantity, x.expires_at_ms, x.status, x.owner);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, stock_result& x) {
@@ -207,12 +213,12 @@ typename Inspector::result_type inspect(Inspector& f, allocation& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, reservation& x) {
   return f(caf::meta::type_name("reservation"), x.reservation_id, x.sku,
-           x.allocations, x.expires_at_ms, x.status);
+           x.allocations, x.expires_at_ms, x.status, x.owner);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, reserve_any& x) {
   return f(caf::meta::type_name("reserve_any"), x.reservation_id, x.quantity,
-           x.expires_at_ms, x.user_id, x.correlation_id);
+           x.expires_at_ms, x.user_id, x.correlation_id, x.warehouse, x.idempotent);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, get_sku_stock&) {

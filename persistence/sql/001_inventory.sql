@@ -20,6 +20,7 @@ CREATE TABLE stock_holds (
   quantity       bigint      NOT NULL CHECK (quantity > 0),
   expires_at     timestamptz NOT NULL,
   status         text        NOT NULL CHECK (status IN ('held', 'committed', 'released', 'expired')),
+  owner          text        NOT NULL DEFAULT '', -- the principal (token sub) that reserved
   updated_at     timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (reservation_id, sku, warehouse)
 );

@@ -14,6 +14,7 @@ from node import Node, forge, fresh_database, psql, raw, token
 OPS = token("ops-1", "ops")
 ALICE = token("alice", "customer")
 WH1 = token("wh-bot", "warehouse", ["w1"])
+BOB = token("bob", "customer")
 
 
 class Inventory(unittest.TestCase):
@@ -97,6 +98,38 @@ class Inventory(unittest.TestCase):
         st, one, _ = self.req("POST", "/v1/reservations",
                               {"sku": "R1", "quantity": 4, "warehouse": "w2"}, ALICE)
         self.assertEqual((st, one["allocations"]), (201, [{"warehouse": "w2", "quantity": 4}]))
+
+    def test_a_customer_sees_and_releases_only_their_own_reservations(self):
+        self.req("PUT", "/v1/warehouses/w1/stock/O1", {"on_hand": 5, "seq": 1}, OPS)
+        st, r, _ = self.req("POST", "/v1/reservations", {"sku": "O1", "quantity": 1}, ALICE)
+        self.assertEqual(st, 201)
+        path = "/v1/reservations/" + r["reservation_id"]
+        self.assert_error(self.req("GET", path, tok=BOB), 403, "forbidden")
+        self.assert_error(self.req("DELETE", path, tok=BOB), 403, "forbidden")
+        self.assertEqual(self.req("GET", path, tok=OPS)[1]["status"], "held")
+        self.assertEqual(self.req("DELETE", path, tok=ALICE)[1]["status"], "released")
+        self.assert_error(self.req("GET", path, tok=BOB), 403, "forbidden")  # also once final
+
+    def test_an_idempotent_retry_returns_the_first_answer_and_holds_once(self):
+        self.req("PUT", "/v1/warehouses/w1/stock/I1", {"on_hand": 10, "seq": 1}, OPS)
+        self.req("PUT", "/v1/warehouses/w2/stock/I1", {"on_hand": 10, "seq": 1}, OPS)
+        firsts = {}
+        for body in ({"sku": "I1", "quantity": 3}, {"sku": "I1", "quantity": 2, "warehouse": "w2"}):
+            key = {"Idempotency-Key": "k-%d" % body["quantity"]}
+            st1, first, _ = self.req("POST", "/v1/reservations", body, ALICE, headers=key)
+            st2, again, _ = self.req("POST", "/v1/reservations", body, ALICE, headers=key)
+            self.assertEqual((st1, st2), (201, 201))
+            self.assertEqual(first, again)
+            firsts[key["Idempotency-Key"]] = first
+        self.assertEqual(self.req("GET", "/v1/stock/I1")[1]["available"], 15)
+        self.assert_error(self.req("POST", "/v1/reservations", {"sku": "I1", "quantity": 4}, ALICE,
+                                   headers={"Idempotency-Key": "k-3"}), 409, "conflict")
+        # the same key from another customer is another reservation
+        st, other, _ = self.req("POST", "/v1/reservations", {"sku": "I1", "quantity": 3}, BOB,
+                                headers={"Idempotency-Key": "k-3"})
+        self.assertEqual(st, 201)
+        self.assertNotEqual(other["reservation_id"], firsts["k-3"]["reservation_id"])
+        self.assertEqual(self.req("GET", "/v1/stock/I1")[1]["available"], 12)
 
     def test_a_failed_request_changes_nothing(self):
         self.req("PUT", "/v1/warehouses/w1/stock/F1", {"on_hand": 2, "seq": 1}, OPS)
