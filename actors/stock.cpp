@@ -13,6 +13,7 @@
 
 #include <boost/json.hpp>
 
+#include <deque>
 #include <limits>
 #include <map>
 #include <optional>
@@ -70,22 +71,32 @@ struct waiter {
   stock_result reply;
 };
 
+/// A batch written but not yet confirmed.
+struct batch_in_flight {
+  stock_level after;           ///< the level once it is durable
+  undo_log undo;               ///< how to undo its hold changes
+  std::vector<waiter> waiters; ///< answered when it lands
+};
+
+/// Batches a pair may have in flight at once. The store keeps a pair on one
+/// connection, so they commit in order; the second overlaps the first's round
+/// trip instead of waiting for it (at fixed concurrency, latency is throughput).
+constexpr size_t max_in_flight = 2;
+
 struct stock_state {
   static inline const char* name = "stock";
 
   stock_state(caf::local_actor* self) : clock(self) {
   }
 
-  stock_level durable;   ///< the level PostgreSQL has
-  stock_level in_flight; ///< the level the write in flight makes durable
-  stock_level level;     ///< working: durable + in-flight batch + pending changes
+  stock_level durable; ///< the level PostgreSQL has
+  stock_level level;   ///< working: durable + batches in flight + pending changes
   std::unordered_map<std::string, hold_view> holds; ///< working live holds ("held", "committed")
   std::set<std::pair<int64_t, std::string>> expiries; ///< (expires_at_ms, id) of "held"
-  undo_log pending_undo;   ///< how to undo the pending changes
-  undo_log in_flight_undo; ///< how to undo the batch in flight
-  bool write_in_flight = false;
-  std::vector<waiter> pending;   ///< answered after the next batch lands
-  std::vector<waiter> writing;   ///< answered when the write in flight lands
+  std::deque<batch_in_flight> in_flight; ///< oldest first
+  size_t stale_answers = 0; ///< answers still due for batches given up after a failure
+  undo_log pending_undo;        ///< how to undo the pending changes
+  std::vector<waiter> pending;  ///< answered after the next batch lands
   std::vector<domain_event> pending_events;
   std::map<std::string, hold_view> pending_holds; ///< changed rows, latest wins
   int64_t timer_due_ms = 0; ///< earliest scheduled expiry check, 0: none
@@ -140,13 +151,24 @@ void change_hold(stock_state& st, const hold_view& h) {
   set_hold(st, h.reservation_id, h);
 }
 
-/// Drops every change not yet durable: back to what PostgreSQL has.
-void roll_back(stock_state& st) {
-  for (auto* log : {&st.pending_undo, &st.in_flight_undo}) // newest first
-    for (auto& [id, old] : *log)
+/// Answers every waiting request with `err` and drops every change not yet
+/// durable: back to what PostgreSQL has.
+void fail_all(stock_state& st, const caf::error& err) {
+  for (auto& b : st.in_flight)
+    for (auto& w : b.waiters)
+      w.rp.deliver(err);
+  for (auto& w : st.pending)
+    w.rp.deliver(err);
+  st.pending.clear();
+  st.pending_events.clear();
+  st.pending_holds.clear();
+  for (auto& [id, old] : st.pending_undo) // newest first
+    set_hold(st, id, old);
+  for (auto b = st.in_flight.rbegin(); b != st.in_flight.rend(); ++b)
+    for (auto& [id, old] : b->undo)
       set_hold(st, id, old);
   st.pending_undo.clear();
-  st.in_flight_undo.clear();
+  st.in_flight.clear();
   st.level = st.durable;
 }
 
@@ -156,13 +178,12 @@ void flush(self_ptr self);
 caf::typed_response_promise<stock_result> answer_when_durable(self_ptr self, stock_result reply) {
   auto rp = self->make_response_promise<stock_result>();
   auto& st = self->state;
-  if (!st.write_in_flight && st.pending_events.empty()) {
+  if (st.in_flight.empty() && st.stale_answers == 0 && st.pending_events.empty()) {
     rp.deliver(std::move(reply)); // nothing to wait for
     return rp;
   }
   st.pending.push_back({rp, std::move(reply)});
-  if (!st.write_in_flight)
-    flush(self);
+  flush(self);
   return rp;
 }
 
@@ -186,16 +207,23 @@ void schedule_expiry(self_ptr self) {
 
 void flush(self_ptr self) {
   auto& st = self->state;
-  if (st.write_in_flight)
+  if (st.stale_answers > 0 || st.in_flight.size() >= max_in_flight)
     return;
-  if (st.pending_events.empty()) { // only no-op answers were waiting
-    for (auto& w : st.pending)
-      w.rp.deliver(std::move(w.reply));
+  if (st.pending_events.empty()) {
+    // Only no-op answers wait: they go with the last batch in flight, if any.
+    if (st.in_flight.empty()) {
+      for (auto& w : st.pending)
+        w.rp.deliver(std::move(w.reply));
+    } else {
+      auto& last = st.in_flight.back().waiters;
+      std::move(st.pending.begin(), st.pending.end(), std::back_inserter(last));
+    }
     st.pending.clear();
     return;
   }
   stock_batch batch;
-  batch.expected_version = st.durable.version;
+  batch.expected_version = st.in_flight.empty() ? st.durable.version
+                                                : st.in_flight.back().after.version;
   batch.after = st.level;
   batch.events = std::move(st.pending_events);
   batch.hold_changes.reserve(st.pending_holds.size());
@@ -203,40 +231,42 @@ void flush(self_ptr self) {
     batch.hold_changes.push_back(std::move(h));
   st.pending_events.clear();
   st.pending_holds.clear();
-  st.in_flight = st.level;
-  st.in_flight_undo = std::move(st.pending_undo);
+  st.in_flight.push_back({st.level, std::move(st.pending_undo), std::move(st.pending)});
   st.pending_undo.clear();
-  st.writing = std::move(st.pending);
   st.pending.clear();
-  st.write_in_flight = true;
   self->request(st.store, st.cfg.write_timeout, std::move(batch))
     .then(
       [self](ok_atom) {
         auto& st = self->state;
-        st.write_in_flight = false;
-        st.durable = st.in_flight;
-        st.in_flight_undo.clear();
-        for (auto& w : st.writing)
+        if (st.stale_answers > 0) {
+          // A batch we gave up on committed after all: PostgreSQL is ahead of
+          // us. Stop, so the next request recovers this pair from it.
+          log()->error("event=stock_diverged aggregate={}", st.aggregate_id);
+          self->quit(caf::make_error(errc::conflict));
+          return;
+        }
+        auto done = std::move(st.in_flight.front());
+        st.in_flight.pop_front();
+        st.durable = done.after;
+        for (auto& w : done.waiters)
           w.rp.deliver(std::move(w.reply));
-        st.writing.clear();
         flush(self);
         schedule_expiry(self);
       },
       [self](caf::error& err) {
         auto& st = self->state;
-        st.write_in_flight = false;
-        log()->warn("event=stock_write_failed aggregate={} error={} waiting={}",
-                    st.aggregate_id, to_string(to_errc(err)),
-                    st.writing.size() + st.pending.size());
-        for (auto& w : st.writing)
-          w.rp.deliver(err);
-        for (auto& w : st.pending)
-          w.rp.deliver(err);
-        st.writing.clear();
-        st.pending.clear();
-        st.pending_events.clear();
-        st.pending_holds.clear();
-        roll_back(st);
+        if (st.stale_answers > 0) { // the expected refusal of a later batch
+          if (--st.stale_answers == 0)
+            flush(self);
+          return;
+        }
+        log()->warn("event=stock_write_failed aggregate={} error={} batches={} waiting={}",
+                    st.aggregate_id, to_string(to_errc(err)), st.in_flight.size(),
+                    st.pending.size());
+        // The batches after the failed one expected its version: they will be
+        // refused too. Answer everything now and wait for those refusals.
+        st.stale_answers = st.in_flight.size() - 1;
+        fail_all(st, err);
         if (to_errc(err) == errc::conflict) {
           // PostgreSQL holds a newer version than we do: stop, so the next
           // request recovers this pair from durable state.
@@ -382,7 +412,7 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
     },
     [self](passivate_atom) -> bool {
       auto& st = self->state;
-      if (st.write_in_flight || !st.pending_events.empty())
+      if (!st.in_flight.empty() || st.stale_answers > 0 || !st.pending_events.empty())
         return false;
       return st.expiries.empty(); // live holds need their expiry timer
     },

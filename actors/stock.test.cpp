@@ -162,27 +162,32 @@ TEST_CASE_FIXTURE(stock_fixture, "holds found already expired at recovery are re
   CHECK(l.version == 8);
 }
 
-TEST_CASE_FIXTURE(stock_fixture, "reserves arriving during one in-flight write become one store call") {
+TEST_CASE_FIXTURE(stock_fixture, "reserves arriving while two writes are in flight become one store call") {
   auto p = spawn_pair();
   REQUIRE(durable(p, push_stock_level{100, 1, false, 0, ""}));
   auto first = send_request(p, reserve_stock{"a", 1, now_ms() + 60000, ""});
-  run(); // first batch in flight
-  REQUIRE(ctl->waiting == 1);
+  run();
+  auto second = send_request(p, reserve_stock{"b", 1, now_ms() + 60000, ""});
+  run();
+  REQUIRE(ctl->waiting == 2); // a pair pipelines up to two batches
+  CHECK(ctl->batches.back().expected_version == 2); // the second builds on the first
   std::vector<decltype(first)> more;
   for (int i = 0; i < 10; ++i)
-    more.push_back(send_request(p, reserve_stock{"b" + std::to_string(i), 2, now_ms() + 60000, ""}));
+    more.push_back(send_request(p, reserve_stock{"c" + std::to_string(i), 2, now_ms() + 60000, ""}));
   run();
-  CHECK(ctl->waiting == 1); // queued, not written
+  CHECK(ctl->waiting == 2); // queued, not written
   complete_write(*this, store);
-  REQUIRE(ctl->waiting == 1); // the ten as one batch
+  REQUIRE(ctl->waiting == 2); // the ten as one batch
   CHECK(ctl->batches.back().events.size() == 10);
   CHECK(ctl->batches.back().hold_changes.size() == 10);
-  CHECK(ctl->batches.size() == 3);
-  complete_write(*this, store);
+  CHECK(ctl->batches.size() == 4);
   CHECK(receive<stock_result>(first));
+  complete_write(*this, store);
+  complete_write(*this, store);
+  CHECK(receive<stock_result>(second));
   for (auto& m : more)
     CHECK(receive<stock_result>(m));
-  CHECK(level(p).reserved == 21);
+  CHECK(level(p).reserved == 22);
 }
 
 TEST_CASE_FIXTURE(stock_fixture, "pending reserves are validated against durable plus pending state") {
@@ -193,7 +198,7 @@ TEST_CASE_FIXTURE(stock_fixture, "pending reserves are validated against durable
   auto b = send_request(p, reserve_stock{"b", 1, now_ms() + 60000, ""});
   auto c = send_request(p, reserve_stock{"c", 1, now_ms() + 60000, ""});
   run();
-  auto rc = receive<stock_result>(c); // refused at once: 2 in flight + 1 pending = 3
+  auto rc = receive<stock_result>(c); // refused at once: 2 + 1 in flight = 3
   REQUIRE_FALSE(rc);
   CHECK(rc.error().context().get_as<int64_t>(0) == 0);
   while (ctl->waiting > 0)
@@ -206,28 +211,51 @@ TEST_CASE_FIXTURE(stock_fixture, "a failed write answers every waiting request w
   auto p = spawn_pair();
   REQUIRE(durable(p, push_stock_level{10, 1, false, 0, ""}));
   auto a = send_request(p, reserve_stock{"a", 2, now_ms() + 60000, ""});
-  run();
+  run(); // batch 1 in flight
   auto b = send_request(p, reserve_stock{"b", 2, now_ms() + 60000, ""});
+  run(); // batch 2 in flight, built on batch 1
   auto c = send_request(p, adjust_stock{-1, "x", ""});
-  run();
+  run(); // pending
+  REQUIRE(ctl->waiting == 2);
   complete_write(*this, store, caf::make_error(errc::unavailable));
-  for (auto* pending : {&a, &b}) {
+  for (auto* pending : {&a, &b, &c}) { // all answered at once, none acknowledged
     auto r = receive<stock_result>(*pending);
     REQUIRE_FALSE(r);
     CHECK(to_errc(r.error()) == errc::unavailable);
   }
-  auto rc = receive<stock_result>(c);
-  REQUIRE_FALSE(rc);
-  CHECK(to_errc(rc.error()) == errc::unavailable);
   auto l = level(p);
   CHECK(l.on_hand == 10);
   CHECK(l.reserved == 0);
   CHECK(l.version == 1);
-  CHECK(ctl->waiting == 0);
-  // and it keeps serving from the durable state
-  auto again = reserve(p, "a", 2);
-  REQUIRE(again);
-  CHECK(again->level.version == 2);
+  CHECK_FALSE(ask<hold_view>(p, get_hold{"a"})); // rolled back
+  // PostgreSQL refuses batch 2 (it expected batch 1's version); the pair
+  // waits for that answer before writing again, then serves from durable state.
+  auto again = send_request(p, reserve_stock{"a", 2, now_ms() + 60000, ""});
+  run();
+  CHECK(ctl->waiting == 1);
+  complete_write(*this, store, caf::make_error(errc::conflict));
+  REQUIRE(ctl->waiting == 1);
+  CHECK(ctl->batches.back().expected_version == 1);
+  complete_write(*this, store);
+  auto r = receive<stock_result>(again);
+  REQUIRE(r);
+  CHECK(r->level.version == 2);
+  CHECK(r->level.reserved == 2);
+}
+
+TEST_CASE_FIXTURE(stock_fixture, "a batch given up after a failure that commits anyway stops the pair") {
+  auto p = spawn_pair();
+  REQUIRE(durable(p, push_stock_level{10, 1, false, 0, ""}));
+  auto a = send_request(p, reserve_stock{"a", 2, now_ms() + 60000, ""});
+  run();
+  auto b = send_request(p, reserve_stock{"b", 2, now_ms() + 60000, ""});
+  run();
+  self->monitor(p);
+  complete_write(*this, store, caf::make_error(errc::unavailable)); // batch 1: unknown outcome
+  complete_write(*this, store); // batch 2 committed: PostgreSQL is ahead of the actor
+  bool down = false;
+  self->receive([&](caf::down_msg& dm) { down = dm.source == p.address(); });
+  CHECK(down); // the next request recovers the pair from PostgreSQL
 }
 
 TEST_CASE_FIXTURE(stock_fixture, "a repeated reserve with the same id is idempotent") {

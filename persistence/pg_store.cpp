@@ -4,7 +4,6 @@
 #include "protocols/errc.hpp"
 #include "protocols/metrics.hpp"
 
-#include <caf/actor_pool.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
@@ -276,15 +275,35 @@ pg_worker(store_actor::stateful_pointer<worker_state> self, std::string dsn) {
   };
 }
 
+/// The store's front: batches of one pair always go to the same worker (so a
+/// pair's pipelined batches stay in order on one connection); reads go round
+/// robin. It only forwards, so it runs on the scheduler.
+caf::behavior dispatcher(caf::event_based_actor* self, std::vector<caf::actor> workers) {
+  auto next = std::make_shared<size_t>(0);
+  auto any = [workers, next]() -> const caf::actor& { return workers[(*next)++ % workers.size()]; };
+  self->set_exit_handler([self, workers](caf::exit_msg& msg) {
+    for (auto& w : workers)
+      self->send_exit(w, msg.reason);
+    self->quit(msg.reason);
+  });
+  return {
+    [self, workers](stock_batch& b) {
+      auto key = std::hash<std::string>{}(b.after.sku) ^ std::hash<std::string>{}(b.after.warehouse);
+      self->delegate(workers[key % workers.size()], std::move(b));
+    },
+    [self, any](load_sku& q) { self->delegate(any(), std::move(q)); },
+    [self, any](locate_reservation& q) { self->delegate(any(), std::move(q)); },
+    [self, any](ping_atom) { self->delegate(any(), ping_atom_v); },
+  };
+}
+
 } // namespace
 
 protocols::store_actor spawn_pg_store(caf::actor_system& sys, const pg_store_config& cfg) {
-  auto factory = [&sys, dsn = cfg.dsn] {
-    return caf::actor_cast<caf::actor>(sys.spawn<caf::detached>(pg_worker, dsn));
-  };
-  auto pool = caf::actor_pool::make(sys.dummy_execution_unit(), cfg.connections, factory,
-                                    caf::actor_pool::round_robin());
-  return caf::actor_cast<protocols::store_actor>(pool);
+  std::vector<caf::actor> workers;
+  for (size_t i = 0; i < std::max<size_t>(1, cfg.connections); ++i)
+    workers.push_back(caf::actor_cast<caf::actor>(sys.spawn<caf::detached>(pg_worker, cfg.dsn)));
+  return caf::actor_cast<protocols::store_actor>(sys.spawn(dispatcher, std::move(workers)));
 }
 
 } // namespace emporium::persistence

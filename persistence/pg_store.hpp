@@ -14,8 +14,10 @@ struct pg_store_config {
 };
 
 /// Spawns the PostgreSQL store: `connections` detached workers (libpqxx blocks,
-/// so it never runs on the scheduler) behind one round-robin handle. A lost
-/// connection answers `unavailable` and is reopened on the next request.
+/// so it never runs on the scheduler) behind one dispatching handle. A pair's
+/// batches always use the same worker, so pipelined batches stay in order;
+/// reads go round robin. A lost connection answers `unavailable` and is
+/// reopened on the next request.
 protocols::store_actor spawn_pg_store(caf::actor_system& sys, const pg_store_config& cfg);
 
 } // namespace emporium::persistence

@@ -8,7 +8,8 @@ namespace emporium::protocols {
 /// A random RFC 4122 version-4 UUID, e.g. for event ids.
 std::string new_uuid();
 
-/// A random id with a prefix, e.g. new_id("rsv_") -> "rsv_3f9c0a...", 24 hex digits.
+/// A unique id with a prefix, e.g. new_id("rsv_") -> "rsv_019a8f...", 24 hex digits:
+/// 48 bits of wall-clock milliseconds, then 48 random bits.
 std::string new_id(std::string_view prefix);
 
 /// True if `id` matches the contract's ^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$.
