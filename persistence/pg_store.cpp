@@ -124,36 +124,43 @@ struct worker_state {
   }
 
   /// Runs `fn` in a transaction of type Tx (pqxx::nontransaction: one
-  /// autocommit statement), turning libpqxx exceptions into errc.
+  /// autocommit statement), turning libpqxx exceptions into errc. A connection
+  /// found broken is reopened and `fn` tried once more: a dead idle connection
+  /// is not an outage. (A write that did commit before the break is refused by
+  /// its version check on the retry, so it is never applied twice.)
   template <class Tx = pqxx::work, class F>
   auto run(const char* what, F fn) -> caf::result<decltype(fn(std::declval<Tx&>()))> {
-    try {
-      Tx tx{connection()};
-      auto result = fn(tx);
-      tx.commit();
-      return result;
-    } catch (const pqxx::broken_connection& e) {
-      conn.reset();
-      store_metrics::get().failures->Increment();
-      log()->warn("event=store_unavailable op={} detail=\"{}\"", what, e.what());
-      return caf::make_error(errc::unavailable);
-    } catch (const pqxx::in_doubt_error& e) {
-      conn.reset();
-      store_metrics::get().failures->Increment();
-      log()->error("event=store_in_doubt op={} detail=\"{}\"", what, e.what());
-      return caf::make_error(errc::unavailable);
-    } catch (const pqxx::unique_violation& e) {
-      store_metrics::get().failures->Increment();
-      log()->warn("event=store_conflict op={} detail=\"{}\"", what, e.what());
-      return caf::make_error(errc::conflict);
-    } catch (const caf::error& e) {
-      store_metrics::get().failures->Increment();
-      return e;
-    } catch (const std::exception& e) {
-      store_metrics::get().failures->Increment();
-      conn.reset(); // unknown state: start over with a fresh connection
-      log()->error("event=store_failed op={} detail=\"{}\"", what, e.what());
-      return caf::make_error(errc::unavailable);
+    for (int attempt = 0;; ++attempt) {
+      try {
+        Tx tx{connection()};
+        auto result = fn(tx);
+        tx.commit();
+        return result;
+      } catch (const pqxx::broken_connection& e) {
+        conn.reset();
+        if (attempt == 0)
+          continue;
+        store_metrics::get().failures->Increment();
+        log()->warn("event=store_unavailable op={} detail=\"{}\"", what, e.what());
+        return caf::make_error(errc::unavailable);
+      } catch (const pqxx::in_doubt_error& e) {
+        conn.reset();
+        store_metrics::get().failures->Increment();
+        log()->error("event=store_in_doubt op={} detail=\"{}\"", what, e.what());
+        return caf::make_error(errc::unavailable);
+      } catch (const pqxx::unique_violation& e) {
+        store_metrics::get().failures->Increment();
+        log()->warn("event=store_conflict op={} detail=\"{}\"", what, e.what());
+        return caf::make_error(errc::conflict);
+      } catch (const caf::error& e) {
+        store_metrics::get().failures->Increment();
+        return e;
+      } catch (const std::exception& e) {
+        store_metrics::get().failures->Increment();
+        conn.reset(); // unknown state: start over with a fresh connection
+        log()->error("event=store_failed op={} detail=\"{}\"", what, e.what());
+        return caf::make_error(errc::unavailable);
+      }
     }
   }
 };
