@@ -234,7 +234,7 @@ void flush(self_ptr self) {
   st.in_flight.push_back({st.level, std::move(st.pending_undo), std::move(st.pending)});
   st.pending_undo.clear();
   st.pending.clear();
-  self->request(st.store, st.cfg.write_timeout, std::move(batch))
+  self->request(st.store, caf::infinite, std::move(batch))
     .then(
       [self](ok_atom) {
         auto& st = self->state;

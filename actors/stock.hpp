@@ -12,8 +12,7 @@
 namespace emporium::actors {
 
 struct stock_config {
-  std::string node = "local";                        ///< written into event metadata
-  caf::timespan write_timeout = std::chrono::seconds{5}; ///< store answer deadline
+  std::string node = "local"; ///< written into event metadata
 };
 
 /// One SKU x warehouse pair, started from its durable snapshot.
@@ -23,8 +22,11 @@ struct stock_config {
 /// lands it answers that batch and writes the next one as one transaction. A
 /// failed write answers all waiting requests with the error and drops the
 /// pending changes (a version conflict stops the actor so it is recovered from
-/// PostgreSQL). Holds expire by the actor's own timer, also those found
-/// already expired at recovery. Time comes from the actor clock.
+/// PostgreSQL). A write has no actor-side timeout: the store bounds its
+/// statements (statement_timeout) and always answers with the definite
+/// outcome, so the actor never disagrees with PostgreSQL. Holds expire by the
+/// actor's own timer, also those found already expired at recovery. Time
+/// comes from the actor clock.
 protocols::stock_actor spawn_stock(caf::actor_system& sys, protocols::pair_snapshot snapshot,
                                    protocols::store_actor store, stock_config cfg = {});
 

@@ -55,6 +55,7 @@ Options of serve (each also an environment variable; a flag wins):
   --max-hold-ttl SECONDS     EMPORIUM_MAX_HOLD_TTL       largest ttl_s accepted [3600]
   --body-limit BYTES         EMPORIUM_BODY_LIMIT   request body limit [1048576]
   --request-timeout SECONDS  EMPORIUM_REQUEST_TIMEOUT    time to read one request; keep-alive idle [15]
+  --statement-timeout-ms MS  EMPORIUM_STATEMENT_TIMEOUT_MS  PostgreSQL cancels longer statements [5000]
   --log-format json|text     EMPORIUM_LOG_FORMAT   log lines as JSON (default) or text
 
 Logging levels: SPDLOG_LEVEL, e.g. SPDLOG_LEVEL=info,gateway=debug.
@@ -194,8 +195,10 @@ int serve_command(const options& o) {
   auto max_ttl = o.number("--max-hold-ttl", "EMPORIUM_MAX_HOLD_TTL", 3600);
   auto body_limit = o.number("--body-limit", "EMPORIUM_BODY_LIMIT", 1 << 20);
   auto request_timeout = o.number("--request-timeout", "EMPORIUM_REQUEST_TIMEOUT", 15);
+  auto statement_timeout
+    = o.number("--statement-timeout-ms", "EMPORIUM_STATEMENT_TIMEOUT_MS", 5000);
   if (!io_threads || !connections || !passivate || !default_ttl || !max_ttl || !body_limit
-      || !request_timeout)
+      || !request_timeout || !statement_timeout)
     return 2;
   auto colon = http.rfind(':');
   if (colon == std::string::npos) {
@@ -249,7 +252,8 @@ int serve_command(const options& o) {
   cfg.set("scheduler.max-threads", static_cast<size_t>(std::max<int64_t>(1, *actor_threads)));
   caf::actor_system sys{cfg};
 
-  auto store = persistence::spawn_pg_store(sys, {pg, static_cast<size_t>(*connections)});
+  auto store = persistence::spawn_pg_store(
+    sys, {pg, static_cast<size_t>(*connections), std::chrono::milliseconds{*statement_timeout}});
   actors::stock_config stock_cfg;
   stock_cfg.node = node;
   cluster::router_config rcfg;

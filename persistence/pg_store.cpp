@@ -111,12 +111,15 @@ struct store_metrics {
 
 struct worker_state {
   std::string dsn;
+  std::chrono::milliseconds statement_timeout;
   std::optional<pqxx::connection> conn;
   static inline const char* name = "pg_store_worker";
 
   pqxx::connection& connection() {
     if (!conn || !conn->is_open()) {
       conn.emplace(dsn);
+      pqxx::nontransaction{*conn}.exec("SET statement_timeout = "
+                                       + std::to_string(statement_timeout.count()));
       conn->prepare("update_batch", update_batch_sql);
       conn->prepare("insert_batch", insert_batch_sql);
     }
@@ -155,6 +158,15 @@ struct worker_state {
       } catch (const caf::error& e) {
         store_metrics::get().failures->Increment();
         return e;
+      } catch (const pqxx::sql_error& e) {
+        store_metrics::get().failures->Increment();
+        if (e.sqlstate() == "57014") { // query_canceled: statement_timeout, rolled back
+          log()->warn("event=store_statement_timeout op={}", what);
+          return caf::make_error(errc::unavailable);
+        }
+        log()->error("event=store_failed op={} sqlstate={} detail=\"{}\"", what, e.sqlstate(),
+                     e.what());
+        return caf::make_error(errc::internal);
       } catch (const std::exception& e) {
         store_metrics::get().failures->Increment();
         conn.reset(); // unknown state: start over with a fresh connection
@@ -253,8 +265,9 @@ reservation_rows read_reservation(pqxx::work& tx, const std::string& id) {
 }
 
 store_actor::behavior_type
-pg_worker(store_actor::stateful_pointer<worker_state> self, std::string dsn) {
-  self->state.dsn = std::move(dsn);
+pg_worker(store_actor::stateful_pointer<worker_state> self, pg_store_config cfg) {
+  self->state.dsn = std::move(cfg.dsn);
+  self->state.statement_timeout = cfg.statement_timeout;
   return {
     [=](stock_batch& b) -> caf::result<ok_atom> {
       auto& m = store_metrics::get();
@@ -309,7 +322,7 @@ caf::behavior dispatcher(caf::event_based_actor* self, std::vector<caf::actor> w
 protocols::store_actor spawn_pg_store(caf::actor_system& sys, const pg_store_config& cfg) {
   std::vector<caf::actor> workers;
   for (size_t i = 0; i < std::max<size_t>(1, cfg.connections); ++i)
-    workers.push_back(caf::actor_cast<caf::actor>(sys.spawn<caf::detached>(pg_worker, cfg.dsn)));
+    workers.push_back(caf::actor_cast<caf::actor>(sys.spawn<caf::detached>(pg_worker, cfg)));
   return caf::actor_cast<protocols::store_actor>(sys.spawn(dispatcher, std::move(workers)));
 }
 

@@ -4,6 +4,7 @@
 
 #include <caf/fwd.hpp>
 
+#include <chrono>
 #include <string>
 
 namespace emporium::persistence {
@@ -11,6 +12,10 @@ namespace emporium::persistence {
 struct pg_store_config {
   std::string dsn;
   size_t connections = 4; ///< detached workers, one connection each
+  /// PostgreSQL cancels a statement running longer (a lock wait, an overload):
+  /// the store then answers `unavailable` with nothing written, a definite
+  /// outcome the actors can rely on.
+  std::chrono::milliseconds statement_timeout{5000};
 };
 
 /// Spawns the PostgreSQL store: `connections` detached workers (libpqxx blocks,

@@ -61,7 +61,7 @@ struct system_fixture {
   caf::actor_system sys{cfg};
   caf::scoped_actor self{sys};
   std::string dsn = fresh_database();
-  store_actor store = persistence::spawn_pg_store(sys, {dsn, 2});
+  store_actor store = persistence::spawn_pg_store(sys, {dsn, 2, std::chrono::milliseconds{5000}});
 
   ~system_fixture() {
     self->send_exit(store, caf::exit_reason::user_shutdown);

@@ -4,6 +4,7 @@ and the flash-sale stampede with a restart."""
 import base64
 import json
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -21,7 +22,7 @@ class Inventory(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.dsn = fresh_database()
-        cls.node = Node(cls.dsn, EMPORIUM_REQUEST_TIMEOUT="2").start()
+        cls.node = Node(cls.dsn, EMPORIUM_REQUEST_TIMEOUT="2", EMPORIUM_STATEMENT_TIMEOUT_MS="1000").start()
 
     @classmethod
     def tearDownClass(cls):
@@ -156,6 +157,22 @@ class Inventory(unittest.TestCase):
         # what the API says is exactly what PostgreSQL has: nothing half written
         self.assertEqual(psql(self.dsn, "SELECT on_hand || ' ' || version FROM stock_levels WHERE sku='L1'"), "3 3")
         self.assertEqual(psql(self.dsn, "SELECT count(*) FROM events WHERE aggregate_id='L1@w1'"), "3")
+
+    def test_a_write_stuck_on_a_lock_fails_cleanly_and_never_commits_later(self):
+        self.req("PUT", "/v1/warehouses/w1/stock/K1", {"on_hand": 5, "seq": 1}, OPS)
+        # another session holds the pair's row lock longer than the statement timeout (1 s here)
+        locker = subprocess.Popen(["psql", self.dsn, "-qc",
+                                   "BEGIN; SELECT 1 FROM stock_levels WHERE sku='K1' FOR UPDATE; "
+                                   "SELECT pg_sleep(2.5); COMMIT;"], stdout=subprocess.DEVNULL)
+        time.sleep(0.3)
+        self.assert_error(self.req("PUT", "/v1/warehouses/w1/stock/K1", {"on_hand": 9, "seq": 2}, OPS),
+                          503, "unavailable")
+        locker.wait()
+        # the refused write is not applied later: API and PostgreSQL agree, and the pair goes on
+        st, body, _ = self.req("PUT", "/v1/warehouses/w1/stock/K1", {"on_hand": 7, "seq": 3}, OPS)
+        self.assertEqual((st, body["on_hand"], body["version"]), (200, 7, 2))
+        self.assertEqual(psql(self.dsn, "SELECT on_hand || ' ' || version || ' ' || last_seq "
+                                        "FROM stock_levels WHERE sku='K1'"), "7 2 3")
 
     def test_a_failed_request_changes_nothing(self):
         self.req("PUT", "/v1/warehouses/w1/stock/F1", {"on_hand": 2, "seq": 1}, OPS)
