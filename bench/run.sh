@@ -53,6 +53,9 @@ UPDATE bench_stock SET reserved = reserved + :q
 SQL
 pg=$(pgbench -n -c "$CONNS" -j 2 -T "$DUR" -f "$data/reserve.sql" "$PG" 2>&1 | grep -E "^tps" | head -1)
 echo "$pg"
+# Let PostgreSQL settle after the write phases (autovacuum of the fresh rows would otherwise
+# share the two cores with the read measurements).
+psql "$PG" -qc "VACUUM ANALYZE" -c "CHECKPOINT"
 echo "== cached pair reads through the gateway"
 reads=$(lg $HTTP_PORT --path /v1/warehouses/w1/stock/HOT --header "Authorization: Bearer $OPS")
 echo "$reads"
