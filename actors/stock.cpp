@@ -187,6 +187,12 @@ caf::typed_response_promise<stock_result> answer_when_durable(self_ptr self, sto
   return rp;
 }
 
+/// The live hold with this id, or nullptr.
+hold_view* find_hold(stock_state& st, const std::string& id) {
+  auto i = st.holds.find(id);
+  return i == st.holds.end() ? nullptr : &i->second;
+}
+
 caf::typed_response_promise<stock_result> fail(self_ptr self, caf::error err) {
   auto rp = self->make_response_promise<stock_result>();
   rp.deliver(std::move(err));
@@ -343,11 +349,11 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
     [self](reserve_stock& c) {
       auto& st = self->state;
       auto& l = st.level;
-      if (auto i = st.holds.find(c.reservation_id); i != st.holds.end()) {
-        if (i->second.quantity != c.quantity)
+      if (auto* held = find_hold(st, c.reservation_id)) {
+        if (held->quantity != c.quantity)
           return fail(self, caf::make_error(errc::conflict,
                                             std::string{"reservation id already used"}));
-        return answer_when_durable(self, stock_result{l, false, i->second});
+        return answer_when_durable(self, stock_result{l, false, *held});
       }
       if (c.quantity <= 0 || c.quantity > l.available) {
         reservation_metrics::get().insufficient->Increment();
@@ -367,13 +373,13 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
     },
     [self](release_stock& c) {
       auto& st = self->state;
-      auto i = st.holds.find(c.reservation_id);
-      if (i == st.holds.end())
+      auto* held = find_hold(st, c.reservation_id);
+      if (held == nullptr)
         return fail(self, caf::make_error(errc::not_found, std::string{"unknown reservation"}));
-      if (i->second.status == "committed")
+      if (held->status == "committed")
         return fail(self, caf::make_error(errc::invalid_state,
                                           std::string{"reservation is committed"}));
-      auto h = i->second;
+      auto h = *held;
       h.status = "released";
       auto& l = st.level;
       l.reserved -= h.quantity;
@@ -387,13 +393,13 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
     },
     [self](commit_stock& c) {
       auto& st = self->state;
-      auto i = st.holds.find(c.reservation_id);
-      if (i == st.holds.end())
+      auto* held = find_hold(st, c.reservation_id);
+      if (held == nullptr)
         return fail(self, caf::make_error(errc::not_found, std::string{"unknown reservation"}));
       auto& l = st.level;
-      if (i->second.status == "committed")
-        return answer_when_durable(self, stock_result{l, false, i->second});
-      auto h = i->second;
+      if (held->status == "committed")
+        return answer_when_durable(self, stock_result{l, false, *held});
+      auto h = *held;
       h.status = "committed";
       l.committed += h.quantity;
       change_hold(st, h);
@@ -405,9 +411,8 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
     },
     [self](get_stock_level&) -> stock_level { return self->state.level; },
     [self](get_hold& q) -> caf::result<hold_view> {
-      auto& holds = self->state.holds;
-      if (auto i = holds.find(q.reservation_id); i != holds.end())
-        return i->second;
+      if (auto* held = find_hold(self->state, q.reservation_id))
+        return *held;
       return caf::make_error(errc::not_found, std::string{"unknown reservation"});
     },
     [self](passivate_atom) -> bool {

@@ -30,6 +30,13 @@ struct router_fixture : test::deterministic {
       complete_write(*this, store);
     return receive<T>(pending);
   }
+
+  /// A command for pair S1 at w1, through the router.
+  template <class T, class Cmd>
+  caf::expected<T> on_pair(Cmd cmd) {
+    return route<T>("sku:S1", caf::make_message(pair_atom_v, std::string{"w1"},
+                                                caf::make_message(std::move(cmd))));
+  }
 };
 
 } // namespace
@@ -43,12 +50,9 @@ TEST_CASE("the shard of a key is stable and within range") {
 }
 
 TEST_CASE_FIXTURE(router_fixture, "an entity is spawned on first use and reused after") {
-  auto pushed = route<stock_result>(
-    "sku:S1", caf::make_message(pair_atom_v, std::string{"w1"},
-                                caf::make_message(push_stock_level{7, 1, false, 0, ""})));
+  auto pushed = on_pair<stock_result>(push_stock_level{7, 1, false, 0, ""});
   REQUIRE(pushed);
-  auto level = route<stock_level>(
-    "sku:S1", caf::make_message(pair_atom_v, std::string{"w1"}, caf::make_message(get_stock_level{})));
+  auto level = on_pair<stock_level>(get_stock_level{});
   REQUIRE(level);
   CHECK(level->on_hand == 7);
   CHECK(spawned == 1);
@@ -61,9 +65,7 @@ TEST_CASE_FIXTURE(router_fixture, "an unknown kind is not found") {
 }
 
 TEST_CASE_FIXTURE(router_fixture, "an idle entity is passivated and recovered from the store on next use") {
-  REQUIRE(route<stock_result>(
-    "sku:S1", caf::make_message(pair_atom_v, std::string{"w1"},
-                                caf::make_message(push_stock_level{7, 1, false, 0, ""}))));
+  REQUIRE(on_pair<stock_result>(push_stock_level{7, 1, false, 0, ""}));
   // What the store now holds, as the next instance will load it.
   pair_snapshot p;
   p.level = ctl->batches.back().after;
@@ -71,29 +73,23 @@ TEST_CASE_FIXTURE(router_fixture, "an idle entity is passivated and recovered fr
   advance_time(31s);
   advance_time(31s);
   advance_time(31s);
-  auto level = route<stock_level>(
-    "sku:S1", caf::make_message(pair_atom_v, std::string{"w1"}, caf::make_message(get_stock_level{})));
+  auto level = on_pair<stock_level>(get_stock_level{});
   REQUIRE(level);
   CHECK(level->on_hand == 7);
   CHECK(spawned == 2);
 }
 
 TEST_CASE_FIXTURE(router_fixture, "an entity holding live reservations is not passivated") {
-  REQUIRE(route<stock_result>(
-    "sku:S1", caf::make_message(pair_atom_v, std::string{"w1"},
-                                caf::make_message(push_stock_level{7, 1, false, 0, ""}))));
+  REQUIRE(on_pair<stock_result>(push_stock_level{7, 1, false, 0, ""}));
   auto expiry = std::chrono::duration_cast<std::chrono::milliseconds>(
                   std::chrono::system_clock::now().time_since_epoch())
                   .count()
                 + 3600 * 1000;
-  REQUIRE(route<stock_result>(
-    "sku:S1", caf::make_message(pair_atom_v, std::string{"w1"},
-                                caf::make_message(reserve_stock{"r1", 2, expiry, ""}))));
+  REQUIRE(on_pair<stock_result>(reserve_stock{"r1", 2, expiry, ""}));
   advance_time(31s);
   advance_time(31s);
   advance_time(31s);
-  auto level = route<stock_level>(
-    "sku:S1", caf::make_message(pair_atom_v, std::string{"w1"}, caf::make_message(get_stock_level{})));
+  auto level = on_pair<stock_level>(get_stock_level{});
   REQUIRE(level);
   CHECK(level->reserved == 2);
   CHECK(spawned == 1);

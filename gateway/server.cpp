@@ -531,6 +531,26 @@ private:
     return std::move(*p);
   }
 
+  /// A warehouse token for `wh`, or ops; else nullopt after 401/403.
+  std::optional<principal> authorize_warehouse(const std::string& wh) {
+    auto p = authorize({"warehouse", "ops"});
+    if (p && !p->may_push_for(wh)) {
+      fail(errc::forbidden, "token is not for warehouse " + wh);
+      return std::nullopt;
+    }
+    return p;
+  }
+
+  /// The body as a strict reader of `allowed` fields, or nullopt after 400.
+  std::optional<body_reader> read_body(std::initializer_list<const char*> allowed) {
+    auto parsed = body_reader::parse(req_.body(), allowed);
+    if (auto* e = std::get_if<field_error>(&parsed)) {
+      fail(*e);
+      return std::nullopt;
+    }
+    return std::move(std::get<body_reader>(parsed));
+  }
+
   /// The caller if their role is one of `roles`, else nullopt after 401/403.
   std::optional<principal> authorize(std::initializer_list<std::string_view> roles) {
     auto p = authenticate();
@@ -654,15 +674,11 @@ private:
   }
 
   void push(const std::string& wh, const std::string& sku) {
-    auto p = authorize({"warehouse", "ops"});
-    if (!p)
+    auto p = authorize_warehouse(wh);
+    auto body = p ? read_body({"on_hand", "seq", "low_stock_threshold"}) : std::nullopt;
+    if (!body)
       return;
-    if (!p->may_push_for(wh))
-      return fail(errc::forbidden, "token may not push stock for warehouse " + wh);
-    auto parsed = body_reader::parse(req_.body(), {"on_hand", "seq", "low_stock_threshold"});
-    if (auto* e = std::get_if<field_error>(&parsed))
-      return fail(*e);
-    auto& b = std::get<body_reader>(parsed);
+    auto& b = *body;
     auto on_hand = b.integer("on_hand", true, 0, INT64_MAX);
     auto seq = b.integer("seq", true, 0, INT64_MAX);
     auto threshold = b.integer("low_stock_threshold", false, 0, INT64_MAX);
@@ -682,15 +698,11 @@ private:
   }
 
   void adjust(const std::string& wh, const std::string& sku) {
-    auto p = authorize({"warehouse", "ops"});
-    if (!p)
+    auto p = authorize_warehouse(wh);
+    auto body = p ? read_body({"delta", "reason"}) : std::nullopt;
+    if (!body)
       return;
-    if (!p->may_push_for(wh))
-      return fail(errc::forbidden, "token may not adjust stock for warehouse " + wh);
-    auto parsed = body_reader::parse(req_.body(), {"delta", "reason"});
-    if (auto* e = std::get_if<field_error>(&parsed))
-      return fail(*e);
-    auto& b = std::get<body_reader>(parsed);
+    auto& b = *body;
     auto delta = b.integer("delta", true, INT64_MIN, INT64_MAX);
     auto reason = b.string("reason", false, false, 200);
     if (!b.error && *delta == 0)
@@ -708,11 +720,8 @@ private:
   }
 
   void get_pair(const std::string& wh, const std::string& sku) {
-    auto p = authorize({"warehouse", "ops"});
-    if (!p)
+    if (!authorize_warehouse(wh))
       return;
-    if (!p->may_push_for(wh))
-      return fail(errc::forbidden, "token may not read warehouse " + wh);
     auto self = shared_from_this();
     ask_pair<stock_level>(wh, sku, caf::make_message(get_stock_level{}),
                           [self](caf::expected<stock_level> r) {
@@ -742,12 +751,10 @@ private:
 
   void reserve() {
     auto p = authorize({"customer", "ops"});
-    if (!p)
+    auto body = p ? read_body({"sku", "quantity", "warehouse", "ttl_s"}) : std::nullopt;
+    if (!body)
       return;
-    auto parsed = body_reader::parse(req_.body(), {"sku", "quantity", "warehouse", "ttl_s"});
-    if (auto* e = std::get_if<field_error>(&parsed))
-      return fail(*e);
-    auto& b = std::get<body_reader>(parsed);
+    auto& b = *body;
     auto sku = b.string("sku", true, true);
     auto qty = b.integer("quantity", true, 1, INT64_MAX);
     auto wh = b.string("warehouse", false, true);
