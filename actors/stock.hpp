@@ -4,7 +4,6 @@
 
 #include <caf/actor_clock.hpp>
 #include <caf/fwd.hpp>
-#include <caf/timespan.hpp>
 
 #include <chrono>
 #include <string>
