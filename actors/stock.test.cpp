@@ -10,10 +10,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct stock_fixture : test::deterministic {
-  std::shared_ptr<test::store_double_control> ctl = std::make_shared<test::store_double_control>();
-  store_actor store = test::spawn_store_double(sys, ctl);
-
+struct stock_fixture : test::with_store_double {
   stock_actor spawn_pair(pair_snapshot snap = {}) {
     if (snap.level.sku.empty()) {
       snap.level.sku = "S1";
@@ -35,8 +32,7 @@ struct stock_fixture : test::deterministic {
   caf::expected<stock_result> durable(stock_actor& p, Cmd cmd) {
     auto pending = send_request(p, std::move(cmd));
     run();
-    while (ctl->waiting > 0)
-      complete_write(*this, store);
+    complete_all_writes();
     return receive<stock_result>(pending);
   }
 
@@ -201,8 +197,7 @@ TEST_CASE_FIXTURE(stock_fixture, "pending reserves are validated against durable
   auto rc = receive<stock_result>(c); // refused at once: 2 + 1 in flight = 3
   REQUIRE_FALSE(rc);
   CHECK(rc.error().context().get_as<int64_t>(0) == 0);
-  while (ctl->waiting > 0)
-    complete_write(*this, store);
+  complete_all_writes();
   CHECK(receive<stock_result>(a));
   CHECK(receive<stock_result>(b));
 }

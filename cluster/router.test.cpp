@@ -11,10 +11,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct router_fixture : test::deterministic {
-  std::shared_ptr<test::store_double_control> ctl = std::make_shared<test::store_double_control>();
-  store_actor store = test::spawn_store_double(sys, ctl);
-  int spawned = 0;
+struct router_fixture : test::with_store_double {  int spawned = 0;
   cluster::entity_router router{
     sys, cluster::router_config{1024, 2, 60s},
     {{"sku", [this](caf::actor_system& s, const std::string& id) {
@@ -26,9 +23,14 @@ struct router_fixture : test::deterministic {
   caf::expected<T> route(const std::string& key, caf::message msg) {
     auto pending = send_request(router.shard_for(key), caf::make_message(route_atom_v, key, msg));
     run();
-    while (ctl->waiting > 0)
-      complete_write(*this, store);
+    complete_all_writes();
     return receive<T>(pending);
+  }
+
+  /// Lets the router's idle sweep (every 30 s here) find S1 idle for over 60 s.
+  void idle_past_passivation() {
+    for (int i = 0; i < 3; ++i)
+      advance_time(31s);
   }
 
   /// A command for pair S1 at w1, through the router.
@@ -70,9 +72,7 @@ TEST_CASE_FIXTURE(router_fixture, "an idle entity is passivated and recovered fr
   pair_snapshot p;
   p.level = ctl->batches.back().after;
   ctl->stored = sku_snapshot{"S1", {p}};
-  advance_time(31s);
-  advance_time(31s);
-  advance_time(31s);
+  idle_past_passivation();
   auto level = on_pair<stock_level>(get_stock_level{});
   REQUIRE(level);
   CHECK(level->on_hand == 7);
@@ -86,9 +86,7 @@ TEST_CASE_FIXTURE(router_fixture, "an entity holding live reservations is not pa
                   .count()
                 + 3600 * 1000;
   REQUIRE(on_pair<stock_result>(reserve_stock{"r1", 2, expiry, ""}));
-  advance_time(31s);
-  advance_time(31s);
-  advance_time(31s);
+  idle_past_passivation();
   auto level = on_pair<stock_level>(get_stock_level{});
   REQUIRE(level);
   CHECK(level->reserved == 2);

@@ -141,4 +141,16 @@ inline void complete_write(deterministic& d, const protocols::store_actor& store
   d.run();
 }
 
+/// A deterministic system with a store double, for tests of one actor.
+struct with_store_double : deterministic {
+  std::shared_ptr<store_double_control> ctl = std::make_shared<store_double_control>();
+  protocols::store_actor store = spawn_store_double(sys, ctl);
+
+  /// Answers every waiting write with success, including those they cause.
+  void complete_all_writes() {
+    while (ctl->waiting > 0)
+      complete_write(*this, store);
+  }
+};
+
 } // namespace emporium::test
