@@ -102,7 +102,7 @@ void reserve_across(self_ptr self, reserve_any cmd, caf::response_promise rp) {
   } else if (auto i = self->state.pairs.find(cmd.warehouse); i != self->state.pairs.end()) {
     targets.push_back(i->second);
   }
-  ask_all<stock_level>(self, targets, get_stock_level{},
+  ask_all<stock_level>(self, targets, get_stock_level{true}, // plan against pending writes too
                        [self, cmd, rp, targets](std::vector<caf::expected<stock_level>> levels) mutable {
     // Plan: largest availability first, so a reservation splits as little as possible.
     std::vector<std::pair<int64_t, size_t>> order;

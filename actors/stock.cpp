@@ -409,7 +409,9 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
       reservation_metrics::get().committed->Increment();
       return answer_when_durable(self, stock_result{l, true, std::move(h)});
     },
-    [self](get_stock_level&) -> stock_level { return self->state.level; },
+    [self](get_stock_level& q) -> stock_level {
+      return q.include_pending ? self->state.level : self->state.durable;
+    },
     [self](get_hold& q) -> caf::result<hold_view> {
       if (auto* held = find_hold(self->state, q.reservation_id))
         return *held;

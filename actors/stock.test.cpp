@@ -78,6 +78,18 @@ TEST_CASE_FIXTURE(stock_fixture, "no reply is sent before the write is durable")
   CHECK(r->level.on_hand == 10);
 }
 
+TEST_CASE_FIXTURE(stock_fixture, "a read shows durable state; the planner's view includes pending writes") {
+  auto p = spawn_pair();
+  REQUIRE(durable(p, push_stock_level{10, 1, false, 0, ""}));
+  auto pending = send_request(p, reserve_stock{"r", 4, now_ms() + 60000, ""});
+  run(); // in flight, not durable
+  CHECK(level(p).reserved == 0);
+  CHECK(ask<stock_level>(p, get_stock_level{true})->reserved == 4);
+  complete_write(*this, store);
+  CHECK(receive<stock_result>(pending));
+  CHECK(level(p).reserved == 4);
+}
+
 TEST_CASE_FIXTURE(stock_fixture, "adjust moves on_hand by delta and refuses to go negative") {
   auto p = spawn_pair();
   REQUIRE(durable(p, push_stock_level{10, 1, false, 0, ""}));

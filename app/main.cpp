@@ -56,6 +56,7 @@ Options of serve (each also an environment variable; a flag wins):
   --body-limit BYTES         EMPORIUM_BODY_LIMIT   request body limit [1048576]
   --request-timeout SECONDS  EMPORIUM_REQUEST_TIMEOUT    time to read one request; keep-alive idle [15]
   --statement-timeout-ms MS  EMPORIUM_STATEMENT_TIMEOUT_MS  PostgreSQL cancels longer statements [5000]
+  --actor-timeout-ms MS      EMPORIUM_ACTOR_TIMEOUT_MS      a request without an answer by then gets 503 [10000]
   --log-format json|text     EMPORIUM_LOG_FORMAT   log lines as JSON (default) or text
 
 Logging levels: SPDLOG_LEVEL, e.g. SPDLOG_LEVEL=info,gateway=debug.
@@ -197,8 +198,9 @@ int serve_command(const options& o) {
   auto request_timeout = o.number("--request-timeout", "EMPORIUM_REQUEST_TIMEOUT", 15);
   auto statement_timeout
     = o.number("--statement-timeout-ms", "EMPORIUM_STATEMENT_TIMEOUT_MS", 5000);
+  auto actor_timeout = o.number("--actor-timeout-ms", "EMPORIUM_ACTOR_TIMEOUT_MS", 10000);
   if (!io_threads || !connections || !passivate || !default_ttl || !max_ttl || !body_limit
-      || !request_timeout || !statement_timeout)
+      || !request_timeout || !statement_timeout || !actor_timeout)
     return 2;
   auto colon = http.rfind(':');
   if (colon == std::string::npos) {
@@ -273,6 +275,7 @@ int serve_command(const options& o) {
   gcfg.max_hold_ttl_s = *max_ttl;
   gcfg.body_limit = static_cast<size_t>(*body_limit);
   gcfg.request_timeout = std::chrono::seconds{std::max<int64_t>(1, *request_timeout)};
+  gcfg.actor_timeout = std::chrono::milliseconds{std::max<int64_t>(1, *actor_timeout)};
   gateway::server server{gcfg, gateway::gateway_deps{
                                  sys, [&router](std::string_view key) { return router.shard_for(key); },
                                  store}};

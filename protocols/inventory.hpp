@@ -90,7 +90,10 @@ struct commit_stock {
   bool operator==(const commit_stock&) const = default;
 };
 
+/// The pair's durable level (what PostgreSQL has); with include_pending, the
+/// working level that also counts writes not yet committed (for planning).
 struct get_stock_level {
+  bool include_pending = false;
   bool operator==(const get_stock_level&) const = default;
 };
 
@@ -195,8 +198,8 @@ typename Inspector::result_type inspect(Inspector& f, commit_stock& x) {
   return f(caf::meta::type_name("commit_stock"), x.reservation_id, x.user_id, x.correlation_id);
 }
 template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, get_stock_level&) {
-  return f(caf::meta::type_name("get_stock_level"));
+typename Inspector::result_type inspect(Inspector& f, get_stock_level& x) {
+  return f(caf::meta::type_name("get_stock_level"), x.include_pending);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, get_hold& x) {

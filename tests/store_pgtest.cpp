@@ -184,11 +184,11 @@ TEST_CASE_FIXTURE(system_fixture, "a restarted SKU actor recovers levels, holds 
     tx.commit();
   }
   auto third = actors::spawn_sku(sys, "S1", store, {});
+  // A push answers only after the expiry batch written before it is durable.
+  REQUIRE(on_pair<stock_result>(third, "w1", caf::make_message(push_stock_level{10, 2, false, 0, "u"})));
   auto w1 = on_pair<stock_level>(third, "w1", caf::make_message(get_stock_level{}));
   REQUIRE(w1);
   CHECK(w1->reserved == before->warehouses[0].reserved - 3);
-  // A later push answers only after the expiry batch before it is durable.
-  REQUIRE(on_pair<stock_result>(third, "w1", caf::make_message(push_stock_level{10, 2, false, 0, "u"})));
   CHECK(scalar(dsn, "SELECT status FROM stock_holds WHERE reservation_id = 'a'") == "expired");
   CHECK(scalar(dsn, "SELECT reserved FROM stock_levels WHERE warehouse = 'w1'")
         == std::to_string(w1->reserved));

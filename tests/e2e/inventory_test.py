@@ -266,6 +266,35 @@ class Inventory(unittest.TestCase):
         self.assertEqual(self.req("GET", "/v1/stock/A1")[0], 200)  # public
 
 
+class Deadline(unittest.TestCase):
+    """The gateway answers 503 when no answer comes in time, and the write it
+    gave up on is not lost or doubled: the API and PostgreSQL still agree."""
+
+    def test_a_request_without_an_answer_in_time_gets_503_and_state_stays_consistent(self):
+        dsn = fresh_database()
+        node = Node(dsn, EMPORIUM_ACTOR_TIMEOUT_MS="500", EMPORIUM_STATEMENT_TIMEOUT_MS="5000").start()
+        try:
+            node.request("PUT", "/v1/warehouses/w1/stock/D1", {"on_hand": 5, "seq": 1}, OPS)
+            locker = subprocess.Popen(["psql", dsn, "-qc",
+                                       "BEGIN; SELECT 1 FROM stock_levels WHERE sku='D1' FOR UPDATE; "
+                                       "SELECT pg_sleep(1.5); COMMIT;"], stdout=subprocess.DEVNULL)
+            time.sleep(0.3)
+            t0 = time.time()
+            st, body, r = node.request("PUT", "/v1/warehouses/w1/stock/D1", {"on_hand": 9, "seq": 2}, OPS)
+            self.assertEqual((st, body["error"], r.getheader("Retry-After")), (503, "unavailable", "1"))
+            self.assertLess(time.time() - t0, 1.2)  # the deadline, not the lock, ended it
+            locker.wait()
+            # the client retries; it is answered once the write before it is durable, and
+            # harmlessly (seq): the write the deadline gave up on committed exactly once
+            st, again, _ = node.request("PUT", "/v1/warehouses/w1/stock/D1", {"on_hand": 9, "seq": 2}, OPS)
+            self.assertEqual((st, again["applied"], again["version"]), (200, False, 2))
+            st, level, _ = node.request("GET", "/v1/warehouses/w1/stock/D1", tok=OPS)
+            self.assertEqual((st, level["on_hand"], level["version"]), (200, 9, 2))
+            self.assertEqual(psql(dsn, "SELECT on_hand || ' ' || version FROM stock_levels"), "9 2")
+        finally:
+            node.stop()
+
+
 class Stampede(unittest.TestCase):
     """One pair with 1 000 units, 20 000 concurrent reservation requests over
     200 connections: exactly 1 000 units held, all others 409, PostgreSQL
