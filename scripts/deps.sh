@@ -7,8 +7,8 @@ packages=(
   libcaf-dev
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libpqxx-dev librdkafka-dev libspdlog-dev doctest-dev libssl-dev prometheus-cpp-dev
-  postgresql postgresql-contrib
-  python3 wrk
+  postgresql
+  python3 curl
 )
 missing=()
 for p in "${packages[@]}"; do
