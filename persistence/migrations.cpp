@@ -1,6 +1,7 @@
 #include "persistence/migrations.hpp"
 
 #include "persistence/log.hpp"
+#include "persistence/pg_store.hpp"
 #include "protocols/errc.hpp"
 
 #include <pqxx/pqxx>
@@ -9,7 +10,7 @@ namespace emporium::persistence {
 
 caf::expected<int> migrate(const std::string& dsn) {
   try {
-    pqxx::connection conn{dsn};
+    pqxx::connection conn{with_client_timeouts(dsn)};
     {
       pqxx::work tx{conn};
       tx.exec("CREATE TABLE IF NOT EXISTS schema_migrations ("

@@ -266,7 +266,7 @@ reservation_rows read_reservation(pqxx::work& tx, const std::string& id) {
 
 store_actor::behavior_type
 pg_worker(store_actor::stateful_pointer<worker_state> self, pg_store_config cfg) {
-  self->state.dsn = std::move(cfg.dsn);
+  self->state.dsn = with_client_timeouts(cfg.dsn);
   self->state.statement_timeout = cfg.statement_timeout;
   return {
     [=](stock_batch& b) -> caf::result<ok_atom> {
@@ -318,6 +318,23 @@ caf::behavior dispatcher(caf::event_based_actor* self, std::vector<caf::actor> w
 }
 
 } // namespace
+
+std::string with_client_timeouts(const std::string& dsn) {
+  static constexpr std::pair<const char*, const char*> defaults[] = {
+    {"connect_timeout", "5"},      {"keepalives", "1"},         {"keepalives_idle", "10"},
+    {"keepalives_interval", "5"}, {"keepalives_count", "3"},   {"tcp_user_timeout", "15000"}};
+  bool url = dsn.rfind("postgresql://", 0) == 0 || dsn.rfind("postgres://", 0) == 0;
+  std::string out = dsn;
+  for (auto& [key, value] : defaults) {
+    if (dsn.find(std::string{key} + "=") != std::string::npos)
+      continue;
+    if (url)
+      out += (out.find('?') == std::string::npos ? "?" : "&") + std::string{key} + "=" + value;
+    else
+      out += " " + std::string{key} + "=" + value;
+  }
+  return out;
+}
 
 protocols::store_actor spawn_pg_store(caf::actor_system& sys, const pg_store_config& cfg) {
   std::vector<caf::actor> workers;

@@ -18,6 +18,13 @@ struct pg_store_config {
   std::chrono::milliseconds statement_timeout{5000};
 };
 
+/// The DSN with libpq client timeouts added unless already set (connect 5 s,
+/// TCP keepalives, tcp_user_timeout 15 s): a server that vanishes without
+/// closing the socket must not block a worker, and the pairs waiting on it,
+/// for the kernel's ~15 min of TCP retransmissions. Works for URLs and
+/// key=value strings.
+std::string with_client_timeouts(const std::string& dsn);
+
 /// Spawns the PostgreSQL store: `connections` detached workers (libpqxx blocks,
 /// so it never runs on the scheduler) behind one dispatching handle. A pair's
 /// batches always use the same worker, so pipelined batches stay in order;
