@@ -149,9 +149,12 @@ class Inventory(unittest.TestCase):
             st, body, r = self.req("GET", "/readyz")
             self.assertEqual((st, r.getheader("Retry-After")), (503, "1"))
             self.assertEqual(self.req("GET", "/healthz")[0], 200)  # alive, just not ready
+            # an entity that cannot recover answers at once, and is recovered on a later request
+            self.assertEqual(self.req("GET", "/v1/stock/L1-new")[0], 503)
         finally:
             psql(server, "ALTER DATABASE %s ALLOW_CONNECTIONS true" % name)
         self.assertEqual(self.req("GET", "/readyz")[0], 200)
+        self.assertEqual(self.req("GET", "/v1/stock/L1-new")[0], 404)
         st, body, _ = self.req("PUT", "/v1/warehouses/w1/stock/L1", {"on_hand": 3, "seq": 3}, OPS)
         self.assertEqual((st, body["applied"], body["version"]), (200, True, 3))
         # what the API says is exactly what PostgreSQL has: nothing half written
