@@ -69,6 +69,7 @@ using undo_log = std::map<std::string, std::optional<hold_view>>;
 struct waiter {
   caf::typed_response_promise<stock_result> rp;
   stock_result reply;
+  std::string request_id; ///< for log lines about this request
 };
 
 /// A batch written but not yet confirmed.
@@ -153,6 +154,24 @@ void change_hold(stock_state& st, const hold_view& h) {
 
 /// Answers every waiting request with `err` and drops every change not yet
 /// durable: back to what PostgreSQL has.
+/// Up to five request ids of the requests waiting now, for a log line.
+std::string waiting_requests(const stock_state& st) {
+  std::string out;
+  size_t n = 0;
+  auto add = [&](const std::vector<waiter>& ws) {
+    for (auto& w : ws) {
+      if (n++ >= 5)
+        return;
+      out += out.empty() ? "" : ",";
+      out += w.request_id.empty() ? "-" : w.request_id;
+    }
+  };
+  for (auto& b : st.in_flight)
+    add(b.waiters);
+  add(st.pending);
+  return out;
+}
+
 void fail_all(stock_state& st, const caf::error& err) {
   for (auto& b : st.in_flight)
     for (auto& w : b.waiters)
@@ -175,14 +194,15 @@ void fail_all(stock_state& st, const caf::error& err) {
 void flush(self_ptr self);
 
 /// Queues a reply for after the pending changes are durable.
-caf::typed_response_promise<stock_result> answer_when_durable(self_ptr self, stock_result reply) {
+caf::typed_response_promise<stock_result>
+answer_when_durable(self_ptr self, stock_result reply, const std::string& request_id) {
   auto rp = self->make_response_promise<stock_result>();
   auto& st = self->state;
   if (st.in_flight.empty() && st.stale_answers == 0 && st.pending_events.empty()) {
     rp.deliver(std::move(reply)); // nothing to wait for
     return rp;
   }
-  st.pending.push_back({rp, std::move(reply)});
+  st.pending.push_back({rp, std::move(reply), request_id});
   flush(self);
   return rp;
 }
@@ -266,9 +286,9 @@ void flush(self_ptr self) {
             flush(self);
           return;
         }
-        log()->warn("event=stock_write_failed aggregate={} error={} batches={} waiting={}",
+        log()->warn("event=stock_write_failed aggregate={} error={} batches={} request_ids={}",
                     st.aggregate_id, to_string(to_errc(err)), st.in_flight.size(),
-                    st.pending.size());
+                    waiting_requests(st));
         // The batches after the failed one expected its version: they will be
         // refused too. Answer everything now and wait for those refusals.
         st.stale_answers = st.in_flight.size() - 1;
@@ -321,7 +341,7 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
     [self](push_stock_level& c) {
       auto& l = self->state.level;
       if (c.seq <= l.last_seq)
-        return answer_when_durable(self, stock_result{l, false, {}});
+        return answer_when_durable(self, stock_result{l, false, {}}, c.correlation_id);
       boost::json::object data{{"on_hand", c.on_hand},
                                {"previous_on_hand", l.on_hand},
                                {"seq", c.seq}};
@@ -332,7 +352,7 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
       data["low_stock_threshold"] = l.low_stock_threshold;
       recompute(l);
       emit(self, "stock_level_pushed", std::move(data), c.user_id, c.correlation_id);
-      return answer_when_durable(self, stock_result{l, true, {}});
+      return answer_when_durable(self, stock_result{l, true, {}}, c.correlation_id);
     },
     [self](adjust_stock& c) {
       auto& l = self->state.level;
@@ -344,7 +364,7 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
       l.on_hand = next;
       recompute(l);
       emit(self, "stock_adjusted", std::move(data), c.user_id, c.correlation_id);
-      return answer_when_durable(self, stock_result{l, true, {}});
+      return answer_when_durable(self, stock_result{l, true, {}}, c.correlation_id);
     },
     [self](reserve_stock& c) {
       auto& st = self->state;
@@ -353,7 +373,7 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
         if (held->quantity != c.quantity)
           return fail(self, caf::make_error(errc::conflict,
                                             std::string{"reservation id already used"}));
-        return answer_when_durable(self, stock_result{l, false, *held});
+        return answer_when_durable(self, stock_result{l, false, *held}, c.correlation_id);
       }
       if (c.quantity <= 0 || c.quantity > l.available) {
         reservation_metrics::get().insufficient->Increment();
@@ -369,7 +389,7 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
             {"expires_at_ms", c.expires_at_ms}},
            c.user_id, c.correlation_id);
       reservation_metrics::get().held->Increment();
-      return answer_when_durable(self, stock_result{l, true, std::move(h)});
+      return answer_when_durable(self, stock_result{l, true, std::move(h)}, c.correlation_id);
     },
     [self](release_stock& c) {
       auto& st = self->state;
@@ -389,7 +409,7 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
            {{"reservation_id", h.reservation_id}, {"quantity", h.quantity}}, c.user_id,
            c.correlation_id);
       reservation_metrics::get().released->Increment();
-      return answer_when_durable(self, stock_result{l, true, std::move(h)});
+      return answer_when_durable(self, stock_result{l, true, std::move(h)}, c.correlation_id);
     },
     [self](commit_stock& c) {
       auto& st = self->state;
@@ -398,7 +418,7 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
         return fail(self, caf::make_error(errc::not_found, std::string{"unknown reservation"}));
       auto& l = st.level;
       if (held->status == "committed")
-        return answer_when_durable(self, stock_result{l, false, *held});
+        return answer_when_durable(self, stock_result{l, false, *held}, c.correlation_id);
       auto h = *held;
       h.status = "committed";
       l.committed += h.quantity;
@@ -407,7 +427,7 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
            {{"reservation_id", h.reservation_id}, {"quantity", h.quantity}}, c.user_id,
            c.correlation_id);
       reservation_metrics::get().committed->Increment();
-      return answer_when_durable(self, stock_result{l, true, std::move(h)});
+      return answer_when_durable(self, stock_result{l, true, std::move(h)}, c.correlation_id);
     },
     [self](get_stock_level& q) -> stock_level {
       return q.include_pending ? self->state.level : self->state.durable;
