@@ -24,7 +24,8 @@ scripts/pg.sh start "$data/pg" "$port"
 PG="postgresql://postgres@127.0.0.1:$port/emporium"
 export EMPORIUM_JWT_SECRET=bench-secret
 HTTP_PORT=18090
-EMPORIUM_PG=$PG EMPORIUM_HTTP=127.0.0.1:$HTTP_PORT EMPORIUM_LOG_FORMAT=text SPDLOG_LEVEL=warn \
+EMPORIUM_PG=$PG EMPORIUM_HTTP=127.0.0.1:$HTTP_PORT EMPORIUM_IO_THREADS=${BENCH_IO_THREADS:-1} \
+  EMPORIUM_LOG_FORMAT=text SPDLOG_LEVEL=warn \
   build/emporium serve >/dev/null &
 node_pid=$!
 for _ in $(seq 100); do curl -sf http://127.0.0.1:$HTTP_PORT/healthz >/dev/null && break; sleep 0.1; done
