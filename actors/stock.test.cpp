@@ -38,6 +38,13 @@ struct stock_fixture : test::with_store_double {
 
   stock_level level(stock_actor& p) { return *ask<stock_level>(p, get_stock_level{}); }
 
+  /// Sends a reserve (expiring in a minute) and runs until its batch is written.
+  auto reserve_in_flight(stock_actor& p, std::string id, int64_t qty) {
+    auto pending = send_request(p, reserve_stock{std::move(id), qty, now_ms() + 60000, ""});
+    run();
+    return pending;
+  }
+
   caf::expected<stock_result> reserve(stock_actor& p, std::string id, int64_t qty,
                                       std::chrono::seconds ttl = 900s) {
     return durable(p, reserve_stock{std::move(id), qty, now_ms() + ttl.count() * 1000, "u1"});
@@ -81,8 +88,7 @@ TEST_CASE_FIXTURE(stock_fixture, "no reply is sent before the write is durable")
 TEST_CASE_FIXTURE(stock_fixture, "a read shows durable state; the planner's view includes pending writes") {
   auto p = spawn_pair();
   REQUIRE(durable(p, push_stock_level{10, 1, false, 0, ""}));
-  auto pending = send_request(p, reserve_stock{"r", 4, now_ms() + 60000, ""});
-  run(); // in flight, not durable
+  auto pending = reserve_in_flight(p, "r", 4); // in flight, not durable
   CHECK(level(p).reserved == 0);
   CHECK(ask<stock_level>(p, get_stock_level{true})->reserved == 4);
   complete_write(*this, store);
@@ -173,10 +179,8 @@ TEST_CASE_FIXTURE(stock_fixture, "holds found already expired at recovery are re
 TEST_CASE_FIXTURE(stock_fixture, "reserves arriving while two writes are in flight become one store call") {
   auto p = spawn_pair();
   REQUIRE(durable(p, push_stock_level{100, 1, false, 0, ""}));
-  auto first = send_request(p, reserve_stock{"a", 1, now_ms() + 60000, ""});
-  run();
-  auto second = send_request(p, reserve_stock{"b", 1, now_ms() + 60000, ""});
-  run();
+  auto first = reserve_in_flight(p, "a", 1);
+  auto second = reserve_in_flight(p, "b", 1);
   REQUIRE(ctl->waiting == 2); // a pair pipelines up to two batches
   CHECK(ctl->batches.back().expected_version == 2); // the second builds on the first
   std::vector<decltype(first)> more;
@@ -201,11 +205,9 @@ TEST_CASE_FIXTURE(stock_fixture, "reserves arriving while two writes are in flig
 TEST_CASE_FIXTURE(stock_fixture, "pending reserves are validated against durable plus pending state") {
   auto p = spawn_pair();
   REQUIRE(durable(p, push_stock_level{3, 1, false, 0, ""}));
-  auto a = send_request(p, reserve_stock{"a", 2, now_ms() + 60000, ""});
-  run();
+  auto a = reserve_in_flight(p, "a", 2);
   auto b = send_request(p, reserve_stock{"b", 1, now_ms() + 60000, ""});
-  auto c = send_request(p, reserve_stock{"c", 1, now_ms() + 60000, ""});
-  run();
+  auto c = reserve_in_flight(p, "c", 1);
   auto rc = receive<stock_result>(c); // refused at once: 2 + 1 in flight = 3
   REQUIRE_FALSE(rc);
   CHECK(rc.error().context().get_as<int64_t>(0) == 0);
@@ -217,10 +219,8 @@ TEST_CASE_FIXTURE(stock_fixture, "pending reserves are validated against durable
 TEST_CASE_FIXTURE(stock_fixture, "a failed write answers every waiting request with the error and changes nothing") {
   auto p = spawn_pair();
   REQUIRE(durable(p, push_stock_level{10, 1, false, 0, ""}));
-  auto a = send_request(p, reserve_stock{"a", 2, now_ms() + 60000, ""});
-  run(); // batch 1 in flight
-  auto b = send_request(p, reserve_stock{"b", 2, now_ms() + 60000, ""});
-  run(); // batch 2 in flight, built on batch 1
+  auto a = reserve_in_flight(p, "a", 2); // batch 1 in flight
+  auto b = reserve_in_flight(p, "b", 2); // batch 2 in flight, built on batch 1
   auto c = send_request(p, adjust_stock{-1, "x", ""});
   run(); // pending
   REQUIRE(ctl->waiting == 2);
@@ -237,8 +237,7 @@ TEST_CASE_FIXTURE(stock_fixture, "a failed write answers every waiting request w
   CHECK_FALSE(ask<hold_view>(p, get_hold{"a"})); // rolled back
   // PostgreSQL refuses batch 2 (it expected batch 1's version); the pair
   // waits for that answer before writing again, then serves from durable state.
-  auto again = send_request(p, reserve_stock{"a", 2, now_ms() + 60000, ""});
-  run();
+  auto again = reserve_in_flight(p, "a", 2);
   CHECK(ctl->waiting == 1);
   complete_write(*this, store, caf::make_error(errc::conflict));
   REQUIRE(ctl->waiting == 1);
@@ -253,10 +252,8 @@ TEST_CASE_FIXTURE(stock_fixture, "a failed write answers every waiting request w
 TEST_CASE_FIXTURE(stock_fixture, "a batch given up after a failure that commits anyway stops the pair") {
   auto p = spawn_pair();
   REQUIRE(durable(p, push_stock_level{10, 1, false, 0, ""}));
-  auto a = send_request(p, reserve_stock{"a", 2, now_ms() + 60000, ""});
-  run();
-  auto b = send_request(p, reserve_stock{"b", 2, now_ms() + 60000, ""});
-  run();
+  reserve_in_flight(p, "a", 2); // their answers are not the point here
+  reserve_in_flight(p, "b", 2);
   self->monitor(p);
   complete_write(*this, store, caf::make_error(errc::unavailable)); // batch 1: unknown outcome
   complete_write(*this, store); // batch 2 committed: PostgreSQL is ahead of the actor

@@ -60,9 +60,7 @@ public:
   template <class T, class Pending>
   caf::expected<T> receive(Pending& pending) {
     caf::expected<T> out{caf::make_error(errc::internal)};
-    bool got = false;
-    pending.receive([&](T& x) { out = std::move(x); got = true; },
-                    [&](caf::error& e) { out = std::move(e); got = true; });
+    pending.receive([&](T& x) { out = std::move(x); }, [&](caf::error& e) { out = std::move(e); });
     return out;
   }
 
