@@ -231,6 +231,14 @@ void schedule_expiry(self_ptr self) {
   self->delayed_send(self, std::chrono::milliseconds{delay}, expire_atom_v);
 }
 
+/// Makes `l` the durable level, and shows it to readers.
+void set_durable(self_ptr self, const stock_level& l) {
+  auto& st = self->state;
+  st.durable = l;
+  if (st.cfg.view)
+    st.cfg.view->publish(std::make_shared<const stock_level>(l), self->id());
+}
+
 void flush(self_ptr self) {
   auto& st = self->state;
   if (st.stale_answers > 0 || st.in_flight.size() >= max_in_flight)
@@ -273,7 +281,7 @@ void flush(self_ptr self) {
         }
         auto done = std::move(st.in_flight.front());
         st.in_flight.pop_front();
-        st.durable = done.after;
+        set_durable(self, done.after);
         for (auto& w : done.waiters)
           w.rp.deliver(std::move(w.reply));
         flush(self);
@@ -330,12 +338,17 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
   st.cfg = std::move(cfg);
   st.aggregate_id = snapshot.level.sku + "@" + snapshot.level.warehouse;
   recompute(snapshot.level);
-  st.durable = snapshot.level;
   st.level = snapshot.level;
+  set_durable(self, snapshot.level);
   for (auto& h : snapshot.holds)
     set_hold(st, h.reservation_id, h);
   metrics::actors("stock").Increment();
-  self->attach_functor([] { metrics::actors("stock").Decrement(); });
+  self->attach_functor([view = st.cfg.view, wh = st.level.warehouse, sku = st.level.sku,
+                        id = self->id()] {
+    metrics::actors("stock").Decrement();
+    if (view)
+      view->withdraw(wh, sku, id);
+  });
   expire_due(self); // holds that expired while no actor ran, before any request
   return {
     [self](push_stock_level& c) {

@@ -1,17 +1,21 @@
 #pragma once
 
 #include "protocols/actors.hpp"
+#include "protocols/stock_view.hpp"
 
 #include <caf/actor_clock.hpp>
 #include <caf/fwd.hpp>
 
 #include <chrono>
+#include <memory>
 #include <string>
 
 namespace emporium::actors {
 
 struct stock_config {
   std::string node = "local"; ///< written into event metadata
+  /// Where the pair publishes its durable level for reads (none in most unit tests).
+  std::shared_ptr<protocols::stock_view> view;
 };
 
 /// One SKU x warehouse pair, started from its durable snapshot.

@@ -11,12 +11,12 @@ using namespace std::chrono_literals;
 namespace {
 
 struct stock_fixture : test::with_store_double {
-  stock_actor spawn_pair(pair_snapshot snap = {}) {
+  stock_actor spawn_pair(pair_snapshot snap = {}, actors::stock_config cfg = {}) {
     if (snap.level.sku.empty()) {
       snap.level.sku = "S1";
       snap.level.warehouse = "w1";
     }
-    auto p = actors::spawn_stock(sys, std::move(snap), store);
+    auto p = actors::spawn_stock(sys, std::move(snap), store, std::move(cfg));
     run();
     return p;
   }
@@ -281,4 +281,38 @@ TEST_CASE_FIXTURE(stock_fixture, "a pair with live holds refuses passivation, an
   CHECK(*ask<bool>(p, passivate_atom_v));
   REQUIRE(reserve(p, "r", 1));
   CHECK_FALSE(*ask<bool>(p, passivate_atom_v));
+}
+
+TEST_CASE_FIXTURE(stock_fixture, "the read view shows only durable levels and loses the pair when it stops") {
+  actors::stock_config cfg;
+  cfg.view = std::make_shared<stock_view>();
+  auto& view = *cfg.view;
+  auto p = spawn_pair({}, cfg);
+  REQUIRE(view.find("w1", "S1")); // recovered state is durable
+  CHECK(view.find("w1", "S1")->version == 0);
+  CHECK_FALSE(view.find("S1", "w1"));
+  auto pending = send_request(p, push_stock_level{10, 1, false, 0, ""});
+  run();
+  CHECK(view.find("w1", "S1")->on_hand == 0); // written, not yet durable
+  complete_write(*this, store);
+  REQUIRE(receive<stock_result>(pending));
+  CHECK(view.find("w1", "S1")->on_hand == 10);
+  auto failed = reserve_in_flight(p, "a", 4);
+  complete_write(*this, store, caf::make_error(errc::unavailable));
+  CHECK_FALSE(receive<stock_result>(failed));
+  CHECK(view.find("w1", "S1")->reserved == 0); // a failed write never shows
+  // A newer incarnation of the pair publishes before the old one is gone:
+  // the old one's exit must not withdraw it.
+  auto next = spawn_pair({}, cfg);
+  self->monitor(p);
+  caf::anon_send_exit(p, caf::exit_reason::user_shutdown);
+  run();
+  self->receive([](caf::down_msg&) {});
+  REQUIRE(view.find("w1", "S1"));
+  self->monitor(next);
+  caf::anon_send_exit(next, caf::exit_reason::user_shutdown);
+  run();
+  self->receive([](caf::down_msg&) {});
+  CHECK_FALSE(view.find("w1", "S1"));
+  CHECK(view.size() == 0);
 }

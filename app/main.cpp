@@ -47,7 +47,7 @@ Options of serve (each also an environment variable; a flag wins):
                                                    in-process development broker [embedded]
   --jwt-secret SECRET        EMPORIUM_JWT_SECRET   HS256 secret of bearer tokens (required outside dev)
   --node-id ID               EMPORIUM_NODE_ID      this node's id in events and logs [node-1]
-  --io-threads N             EMPORIUM_IO_THREADS   HTTP I/O threads [1]
+  --io-threads N             EMPORIUM_IO_THREADS   HTTP I/O threads [max(2, cores/2); 1 on 1 core]
   --actor-threads N          EMPORIUM_ACTOR_THREADS  CAF scheduler threads [cores - io threads, >= 1]
   --store-connections N      EMPORIUM_STORE_CONNECTIONS  PostgreSQL connections [4]
   --passivate-after SECONDS  EMPORIUM_PASSIVATE_AFTER    idle time before an entity stops [600]
@@ -189,7 +189,11 @@ int serve_command(const options& o) {
   auto kafka = o.get("--kafka", "EMPORIUM_KAFKA", "embedded");
   auto secret = o.get("--jwt-secret", "EMPORIUM_JWT_SECRET", "");
   auto node = o.get("--node-id", "EMPORIUM_NODE_ID", "node-1");
-  auto io_threads = o.number("--io-threads", "EMPORIUM_IO_THREADS", 1);
+  // Pair reads are answered on the I/O threads (stock view), so they get
+  // half the cores, at least two where there are two (docs/benchmarks.md).
+  auto cores = static_cast<int64_t>(std::max(1u, std::thread::hardware_concurrency()));
+  auto io_threads = o.number("--io-threads", "EMPORIUM_IO_THREADS",
+                             cores < 2 ? 1 : std::max<int64_t>(2, cores / 2));
   auto connections = o.number("--store-connections", "EMPORIUM_STORE_CONNECTIONS", 4);
   auto passivate = o.number("--passivate-after", "EMPORIUM_PASSIVATE_AFTER", 600);
   auto default_ttl = o.number("--default-hold-ttl", "EMPORIUM_DEFAULT_HOLD_TTL", 900);
@@ -246,7 +250,6 @@ int serve_command(const options& o) {
   cfg.set("logger.verbosity", caf::atom("quiet"));
   // Leave the I/O threads their cores: on 2 cores one CAF thread halved the
   // median read latency in bench runs (docs/benchmarks.md).
-  auto cores = static_cast<int64_t>(std::max(1u, std::thread::hardware_concurrency()));
   auto actor_threads = o.number("--actor-threads", "EMPORIUM_ACTOR_THREADS",
                                 std::max<int64_t>(1, cores - *io_threads));
   if (!actor_threads)
@@ -258,6 +261,7 @@ int serve_command(const options& o) {
     sys, {pg, static_cast<size_t>(*connections), std::chrono::milliseconds{*statement_timeout}});
   actors::stock_config stock_cfg;
   stock_cfg.node = node;
+  stock_cfg.view = std::make_shared<protocols::stock_view>();
   cluster::router_config rcfg;
   rcfg.passivate_after = std::chrono::seconds{*passivate};
   cluster::entity_router router{
@@ -278,7 +282,7 @@ int serve_command(const options& o) {
   gcfg.actor_timeout = std::chrono::milliseconds{std::max<int64_t>(1, *actor_timeout)};
   gateway::server server{gcfg, gateway::gateway_deps{
                                  sys, [&router](std::string_view key) { return router.shard_for(key); },
-                                 store}};
+                                 store, stock_cfg.view}};
   auto port = server.start();
   if (!port) {
     router.stop();

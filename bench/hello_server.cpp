@@ -1,11 +1,15 @@
-// Baseline (b) of `make bench`: the barest Boost.Beast keep-alive server (one
-// I/O thread, answers {"status":"ok"}), to show what the gateway costs on top.
+// Baseline (b) of `make bench`: the barest Boost.Beast keep-alive server
+// (answers {"status":"ok"}), to show what the gateway costs on top.
+// Usage: hello_server [PORT] [IO_THREADS] — give it the node's I/O thread count.
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
+#include <thread>
+#include <vector>
 
 namespace beast = boost::beast;
 namespace http = beast::http;
@@ -51,9 +55,15 @@ void accept(tcp::acceptor& a) {
 }
 
 int main(int argc, char** argv) {
-  net::io_context ioc{1};
+  int threads = argc > 2 ? std::max(1, std::atoi(argv[2])) : 1;
+  net::io_context ioc{threads};
   tcp::acceptor a{ioc, {net::ip::make_address("127.0.0.1"),
                         static_cast<unsigned short>(argc > 1 ? std::atoi(argv[1]) : 18099)}};
-  accept(a);
+  accept(a); // each session has one operation outstanding at a time: no strand needed
+  std::vector<std::thread> extra;
+  for (int i = 1; i < threads; ++i)
+    extra.emplace_back([&ioc] { ioc.run(); });
   ioc.run();
+  for (auto& t : extra)
+    t.join();
 }

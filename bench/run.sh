@@ -24,7 +24,8 @@ scripts/pg.sh start "$data/pg" "$port"
 PG="postgresql://postgres@127.0.0.1:$port/emporium"
 export EMPORIUM_JWT_SECRET=bench-secret
 HTTP_PORT=18090
-EMPORIUM_PG=$PG EMPORIUM_HTTP=127.0.0.1:$HTTP_PORT EMPORIUM_IO_THREADS=${BENCH_IO_THREADS:-1} \
+IO_THREADS=${BENCH_IO_THREADS:-2}
+EMPORIUM_PG=$PG EMPORIUM_HTTP=127.0.0.1:$HTTP_PORT EMPORIUM_IO_THREADS=$IO_THREADS \
   EMPORIUM_LOG_FORMAT=text SPDLOG_LEVEL=warn \
   build/emporium serve >/dev/null &
 node_pid=$!
@@ -37,6 +38,23 @@ curl -sf -X PUT http://127.0.0.1:$HTTP_PORT/v1/warehouses/w1/stock/HOT \
 lg() { build/bench/loadgen --port "$1" --connections "$CONNS" --duration "$DUR" "${@:2}"; }
 field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
 
+echo "== cached pair reads through the gateway"
+reads=$(lg $HTTP_PORT --path /v1/warehouses/w1/stock/HOT --header "Authorization: Bearer $OPS")
+echo "$reads"
+echo "== (b) bare Beast hello server, same load, $IO_THREADS I/O threads"
+build/bench/hello_server 18099 "$IO_THREADS" & hello_pid=$!
+sleep 0.3
+hello=$(lg 18099 --path /)
+echo "$hello"
+kill $hello_pid; hello_pid=""
+read_max=$(echo "$reads" | field rps)
+rate=$(python3 -c "print(int($read_max * 0.7))")
+echo "== reads paced at 70% of the read maximum ($rate/s)"
+paced=$(lg $HTTP_PORT --path /v1/warehouses/w1/stock/HOT --header "Authorization: Bearer $OPS" --rate "$rate")
+echo "$paced"
+
+# Writes last: their aftermath (autovacuum, checkpoints, dirty pages being
+# flushed) would otherwise share the two cores with the read measurements.
 echo "== warm-up"
 lg $HTTP_PORT --method POST --path /v1/reservations --header "Authorization: Bearer $CUST" \
   --body '{"sku":"HOT","quantity":1,"warehouse":"w1"}' --duration 2 >/dev/null
@@ -54,23 +72,6 @@ UPDATE bench_stock SET reserved = reserved + :q
 SQL
 pg=$(pgbench -n -c "$CONNS" -j 2 -T "$DUR" -f "$data/reserve.sql" "$PG" 2>&1 | grep -E "^tps" | head -1)
 echo "$pg"
-# Let PostgreSQL settle after the write phases (autovacuum of the fresh rows would otherwise
-# share the two cores with the read measurements).
-psql "$PG" -qc "VACUUM ANALYZE" -c "CHECKPOINT"
-echo "== cached pair reads through the gateway"
-reads=$(lg $HTTP_PORT --path /v1/warehouses/w1/stock/HOT --header "Authorization: Bearer $OPS")
-echo "$reads"
-echo "== (b) bare Beast hello server, same load"
-build/bench/hello_server 18099 & hello_pid=$!
-sleep 0.3
-hello=$(lg 18099 --path /)
-echo "$hello"
-kill $hello_pid; hello_pid=""
-read_max=$(echo "$reads" | field rps)
-rate=$(python3 -c "print(int($read_max * 0.7))")
-echo "== reads paced at 70% of the read maximum ($rate/s)"
-paced=$(lg $HTTP_PORT --path /v1/warehouses/w1/stock/HOT --header "Authorization: Bearer $OPS" --rate "$rate")
-echo "$paced"
 
 res_rps=$(echo "$res" | field rps)
 pg_tps=$(echo "$pg" | sed -n 's/tps = \([0-9.]*\).*/\1/p')

@@ -737,6 +737,9 @@ private:
   void get_pair(const std::string& wh, const std::string& sku) {
     if (!authorize_warehouse(wh))
       return;
+    if (auto& view = srv_->deps.stock_view)
+      if (auto level = view->find(wh, sku))
+        return respond(http::status::ok, level_json(*level));
     auto self = shared_from_this();
     ask_pair<stock_level>(wh, sku, caf::make_message(get_stock_level{}),
                           [self](caf::expected<stock_level> r) {

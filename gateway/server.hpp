@@ -1,6 +1,7 @@
 #pragma once
 
 #include "protocols/actors.hpp"
+#include "protocols/stock_view.hpp"
 
 #include <caf/expected.hpp>
 #include <caf/fwd.hpp>
@@ -33,6 +34,9 @@ struct gateway_deps {
   caf::actor_system& sys;
   std::function<caf::actor(std::string_view key)> shard_for;
   protocols::store_actor store;
+  /// Durable levels of this node's live pairs: pair reads found here are
+  /// answered on the I/O thread (null: always ask the actors).
+  std::shared_ptr<const protocols::stock_view> stock_view;
 };
 
 /// The Boost.Beast HTTP/1.1 front door: async, keep-alive, one strand per

@@ -1,0 +1,53 @@
+#include "protocols/stock_view.hpp"
+
+namespace emporium::protocols {
+
+std::string_view stock_view::key(std::string_view warehouse, std::string_view sku) {
+  thread_local std::string buf;
+  buf.assign(warehouse);
+  buf.push_back('\x1f'); // outside the contract's id pattern: no two pairs share a key
+  buf.append(sku);
+  return buf;
+}
+
+stock_view::shard& stock_view::shard_of(std::string_view k) const {
+  return shards_[hash{}(k) % shard_count];
+}
+
+void stock_view::publish(level_ptr level, uint64_t owner) {
+  auto k = key(level->warehouse, level->sku);
+  auto& s = shard_of(k);
+  std::lock_guard guard{s.mtx};
+  auto i = s.pairs.find(k);
+  if (i == s.pairs.end())
+    s.pairs.emplace(std::string{k}, entry{std::move(level), owner});
+  else
+    i->second = entry{std::move(level), owner};
+}
+
+void stock_view::withdraw(std::string_view warehouse, std::string_view sku, uint64_t owner) {
+  auto k = key(warehouse, sku);
+  auto& s = shard_of(k);
+  std::lock_guard guard{s.mtx};
+  if (auto i = s.pairs.find(k); i != s.pairs.end() && i->second.owner == owner)
+    s.pairs.erase(i);
+}
+
+stock_view::level_ptr stock_view::find(std::string_view warehouse, std::string_view sku) const {
+  auto k = key(warehouse, sku);
+  auto& s = shard_of(k);
+  std::lock_guard guard{s.mtx};
+  auto i = s.pairs.find(k);
+  return i == s.pairs.end() ? nullptr : i->second.level;
+}
+
+size_t stock_view::size() const {
+  size_t n = 0;
+  for (auto& s : shards_) {
+    std::lock_guard guard{s.mtx};
+    n += s.pairs.size();
+  }
+  return n;
+}
+
+} // namespace emporium::protocols
