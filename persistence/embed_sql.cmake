@@ -5,6 +5,7 @@ set(out "// generated from persistence/sql by embed_sql.cmake\n#include \"persis
 foreach(f ${files})
   get_filename_component(name ${f} NAME_WE)
   string(REGEX MATCH "^[0-9]+" num ${name})
+  math(EXPR num "${num}") # "008" would be an invalid octal literal
   file(READ ${f} body)
   string(APPEND out "    {${num}, \"${name}\", R\"emporium_sql(${body})emporium_sql\"},\n")
 endforeach()

@@ -63,6 +63,39 @@ const std::string insert_batch_sql
                 "ON CONFLICT DO NOTHING RETURNING 1)"}
     + batch_tail_sql;
 
+// An entity write: the version-checked write of its row, then its events only
+// if that matched (one autocommit statement). $3 is the expected version; the
+// insert variant (a new entity) refuses an existing row.
+constexpr const char* entity_tail_sql
+  = ", written_events AS ("
+    "  INSERT INTO events (event_id, aggregate_type, aggregate_id, event_version, event_type,"
+    "    event_time, data, metadata)"
+    "  SELECT e.id, $1, $2, e.v, e.t, to_timestamp(e.ms / 1000.0), e.d,"
+    "    jsonb_build_object('correlationId', e.corr, 'causationId', e.cause, 'userId', e.usr,"
+    "      'node', $9::text)"
+    "  FROM unnest($10::uuid[], $11::bigint[], $12::text[], $13::bigint[], $14::jsonb[],"
+    "    $15::text[], $16::text[], $17::text[]) AS e(id, v, t, ms, d, corr, cause, usr)"
+    "  WHERE EXISTS (SELECT 1 FROM row))"
+    " SELECT count(*) FROM row";
+
+const std::string entity_update_sql
+  = std::string{"WITH row AS (UPDATE entity_state SET version = $4, owner = $5, status = $6, "
+                "state = $7::jsonb, updated_at = to_timestamp($8 / 1000.0) "
+                "WHERE aggregate_type = $1 AND aggregate_id = $2 AND version = $3 RETURNING 1)"}
+    + entity_tail_sql;
+
+const std::string entity_insert_sql
+  = std::string{"WITH row AS (INSERT INTO entity_state (aggregate_type, aggregate_id, version, "
+                "owner, status, state, updated_at) "
+                "SELECT $1, $2, $4, $5, $6, $7::jsonb, to_timestamp($8 / 1000.0) "
+                "WHERE $3::bigint = 0 ON CONFLICT DO NOTHING RETURNING 1)"}
+    + entity_tail_sql;
+
+constexpr const char* load_entity_sql
+  = "SELECT version, owner, status, state::text, "
+    "(extract(epoch FROM updated_at) * 1000)::bigint FROM entity_state "
+    "WHERE aggregate_type = $1 AND aggregate_id = $2";
+
 constexpr const char* load_levels_sql
   = "SELECT warehouse, on_hand, reserved, committed, low_stock_threshold, version, "
     "last_seq FROM stock_levels WHERE sku = $1";
@@ -122,6 +155,8 @@ struct worker_state {
                                        + std::to_string(statement_timeout.count()));
       conn->prepare("update_batch", update_batch_sql);
       conn->prepare("insert_batch", insert_batch_sql);
+      conn->prepare("entity_update", entity_update_sql);
+      conn->prepare("entity_insert", entity_insert_sql);
     }
     return *conn;
   }
@@ -227,6 +262,40 @@ ok_atom write_batch(pqxx::nontransaction& tx, const stock_batch& b) {
   return ok_atom_v;
 }
 
+ok_atom write_entity(pqxx::nontransaction& tx, const entity_write& w) {
+  const auto& a = w.after;
+  const auto& ev = w.events;
+  using E = domain_event;
+  auto node = ev.empty() ? std::string{} : ev.front().node;
+  auto r = tx.exec_prepared(
+    w.expected_version == 0 ? "entity_insert" : "entity_update", a.aggregate_type, a.aggregate_id, w.expected_version, a.version, a.owner,
+    a.status, a.state_json.empty() ? std::string{"{}"} : a.state_json, a.updated_at_ms, node,
+    array_literal(ev, [](const E& e) -> const std::string& { return e.event_id; }),
+    array_literal(ev, [](const E& e) { return e.event_version; }),
+    array_literal(ev, [](const E& e) -> const std::string& { return e.event_type; }),
+    array_literal(ev, [](const E& e) { return e.event_time_ms; }),
+    array_literal(ev, [](const E& e) -> const std::string& { return e.data_json; }),
+    array_literal(ev, [](const E& e) -> const std::string& { return e.correlation_id; }),
+    array_literal(ev, [](const E& e) -> const std::string& { return e.causation_id; }),
+    array_literal(ev, [](const E& e) -> const std::string& { return e.user_id; }));
+  if (r[0][0].as<int64_t>() != 1)
+    throw caf::make_error(errc::conflict); // another writer moved the entity
+  return ok_atom_v;
+}
+
+entity_record read_entity(pqxx::work& tx, const load_entity& q) {
+  entity_record out{q.aggregate_type, q.aggregate_id};
+  auto r = tx.exec_params(load_entity_sql, q.aggregate_type, q.aggregate_id);
+  if (!r.empty()) {
+    out.version = r[0][0].as<int64_t>();
+    out.owner = r[0][1].as<std::string>();
+    out.status = r[0][2].as<std::string>();
+    out.state_json = r[0][3].as<std::string>();
+    out.updated_at_ms = r[0][4].as<int64_t>();
+  }
+  return out;
+}
+
 sku_snapshot read_sku(pqxx::work& tx, const std::string& sku) {
   sku_snapshot out;
   out.sku = sku;
@@ -279,6 +348,13 @@ pg_worker(store_actor::stateful_pointer<worker_state> self, pg_store_config cfg)
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
       return res;
     },
+    [=](entity_write& w) -> caf::result<ok_atom> {
+      return self->state.run<pqxx::nontransaction>(
+        "entity_write", [&](pqxx::nontransaction& tx) { return write_entity(tx, w); });
+    },
+    [=](load_entity& q) -> caf::result<entity_record> {
+      return self->state.run("load_entity", [&](pqxx::work& tx) { return read_entity(tx, q); });
+    },
     [=](load_sku& q) -> caf::result<sku_snapshot> {
       return self->state.run("load_sku", [&](pqxx::work& tx) { return read_sku(tx, q.sku); });
     },
@@ -311,6 +387,11 @@ caf::behavior dispatcher(caf::event_based_actor* self, std::vector<caf::actor> w
       auto key = std::hash<std::string>{}(b.after.sku) ^ std::hash<std::string>{}(b.after.warehouse);
       self->delegate(workers[key % workers.size()], std::move(b));
     },
+    [self, workers](entity_write& w) { // one entity's writes stay in order on one connection
+      auto key = std::hash<std::string>{}(w.after.aggregate_id);
+      self->delegate(workers[key % workers.size()], std::move(w));
+    },
+    [self, any](load_entity& q) { self->delegate(any(), std::move(q)); },
     [self, any](load_sku& q) { self->delegate(any(), std::move(q)); },
     [self, any](locate_reservation& q) { self->delegate(any(), std::move(q)); },
     [self, any](ping_atom) { self->delegate(any(), ping_atom_v); },

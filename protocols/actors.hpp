@@ -5,6 +5,9 @@
 #include <caf/replies_to.hpp>
 #include <caf/typed_actor.hpp>
 
+#include <functional>
+#include <string_view>
+
 /// Typed actor interfaces. Entity actors (SKU groups, later carts and orders)
 /// are reached only through the router; services (store) by handle.
 namespace emporium::protocols {
@@ -21,11 +24,18 @@ using stock_actor = caf::typed_actor<
   caf::replies_to<passivate_atom>::with<bool>, ///< true: idle, may stop
   caf::reacts_to<expire_atom>>;
 
+/// The actor serving an entity key ("cart:ID", "product:SKU", ...): send it
+/// (route_atom, key, message) and the entity answers. Entities reach each other
+/// only through this (the router's shard_for), never by keeping handles.
+using entity_resolver = std::function<caf::actor(std::string_view key)>;
+
 /// The PostgreSQL store (a pool of detached workers behind one handle).
 using store_actor = caf::typed_actor<
   caf::replies_to<stock_batch>::with<ok_atom>,
   caf::replies_to<load_sku>::with<sku_snapshot>,
   caf::replies_to<locate_reservation>::with<reservation_rows>,
+  caf::replies_to<entity_write>::with<ok_atom>,
+  caf::replies_to<load_entity>::with<entity_record>,
   caf::replies_to<ping_atom>::with<ok_atom>>; ///< ok when PostgreSQL answers
 
 } // namespace emporium::protocols

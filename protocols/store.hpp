@@ -68,6 +68,37 @@ struct reservation_rows {
   bool operator==(const reservation_rows&) const = default;
 };
 
+/// The stored row of an entity other than a stock pair (product, cart, order):
+/// its current state as JSON beside its events. Orders keep their state as the
+/// fold of their events and store only owner and status here.
+struct entity_record {
+  std::string aggregate_type;
+  std::string aggregate_id;
+  int64_t version = 0; ///< 0: nothing stored
+  std::string owner;
+  std::string status;
+  std::string state_json;
+  int64_t updated_at_ms = 0;
+  bool operator==(const entity_record&) const = default;
+};
+
+/// Writes `after` and appends `events` in one transaction -> ok_atom; fails
+/// with `conflict` unless the stored version equals `expected_version` (0: the
+/// entity must not exist yet).
+struct entity_write {
+  int64_t expected_version = 0;
+  entity_record after;
+  std::vector<domain_event> events;
+  bool operator==(const entity_write&) const = default;
+};
+
+/// -> entity_record (version 0 when nothing is stored).
+struct load_entity {
+  std::string aggregate_type;
+  std::string aggregate_id;
+  bool operator==(const load_entity&) const = default;
+};
+
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, domain_event& x) {
   return f(caf::meta::type_name("domain_event"), x.event_id, x.event_type,
@@ -98,6 +129,20 @@ typename Inspector::result_type inspect(Inspector& f, locate_reservation& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, reservation_rows& x) {
   return f(caf::meta::type_name("reservation_rows"), x.sku, x.holds);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, entity_record& x) {
+  return f(caf::meta::type_name("entity_record"), x.aggregate_type, x.aggregate_id, x.version,
+           x.owner, x.status, x.state_json, x.updated_at_ms);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, entity_write& x) {
+  return f(caf::meta::type_name("entity_write"), x.expected_version, x.after, x.events);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, load_entity& x) {
+  return f(caf::meta::type_name("load_entity"), x.aggregate_type, x.aggregate_id);
 }
 
 } // namespace emporium::protocols

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "protocols/commerce.hpp"
 #include "protocols/inventory.hpp"
 #include "protocols/store.hpp"
 
@@ -33,6 +34,18 @@ CAF_ADD_TYPE_ID(emporium, (emporium::protocols::load_sku))
 CAF_ADD_TYPE_ID(emporium, (emporium::protocols::sku_snapshot))
 CAF_ADD_TYPE_ID(emporium, (emporium::protocols::locate_reservation))
 CAF_ADD_TYPE_ID(emporium, (emporium::protocols::reservation_rows))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::entity_record))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::entity_write))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::load_entity))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::product))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::put_product))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::get_product))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::cart_line))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::cart_view))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::create_cart))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::get_cart))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::set_cart_item))
+CAF_ADD_TYPE_ID(emporium, (std::vector<emporium::protocols::cart_line>))
 CAF_ADD_TYPE_ID(emporium, (std::vector<emporium::protocols::stock_level>))
 CAF_ADD_TYPE_ID(emporium, (std::vector<emporium::protocols::hold_view>))
 CAF_ADD_TYPE_ID(emporium, (std::vector<emporium::protocols::allocation>))
