@@ -1,4 +1,6 @@
 // The composition root: the only place that links every folder.
+#include "actors/cart.hpp"
+#include "actors/product.hpp"
 #include "actors/sku.hpp"
 #include "cluster/router.hpp"
 #include "gateway/jwt.hpp"
@@ -53,6 +55,8 @@ Options of serve (each also an environment variable; a flag wins):
   --passivate-after SECONDS  EMPORIUM_PASSIVATE_AFTER    idle time before an entity stops [600]
   --default-hold-ttl SECONDS EMPORIUM_DEFAULT_HOLD_TTL   reservation TTL when none given [900]
   --max-hold-ttl SECONDS     EMPORIUM_MAX_HOLD_TTL       largest ttl_s accepted [3600]
+  --cart-ttl SECONDS         EMPORIUM_CART_TTL     idle time before a cart expires [604800]
+  --cart-line-limit N        EMPORIUM_CART_LINE_LIMIT  largest quantity of one cart line [50]
   --body-limit BYTES         EMPORIUM_BODY_LIMIT   request body limit [1048576]
   --request-timeout SECONDS  EMPORIUM_REQUEST_TIMEOUT    time to read one request; keep-alive idle [15]
   --statement-timeout-ms MS  EMPORIUM_STATEMENT_TIMEOUT_MS  PostgreSQL cancels longer statements [5000]
@@ -202,9 +206,11 @@ int serve_command(const options& o) {
   auto request_timeout = o.number("--request-timeout", "EMPORIUM_REQUEST_TIMEOUT", 15);
   auto statement_timeout
     = o.number("--statement-timeout-ms", "EMPORIUM_STATEMENT_TIMEOUT_MS", 5000);
+  auto cart_ttl = o.number("--cart-ttl", "EMPORIUM_CART_TTL", 7 * 24 * 3600);
+  auto line_limit = o.number("--cart-line-limit", "EMPORIUM_CART_LINE_LIMIT", 50);
   auto actor_timeout = o.number("--actor-timeout-ms", "EMPORIUM_ACTOR_TIMEOUT_MS", 10000);
   if (!io_threads || !connections || !passivate || !default_ttl || !max_ttl || !body_limit
-      || !request_timeout || !statement_timeout || !actor_timeout)
+      || !request_timeout || !statement_timeout || !actor_timeout || !cart_ttl || !line_limit)
     return 2;
   auto colon = http.rfind(':');
   if (colon == std::string::npos) {
@@ -264,11 +270,25 @@ int serve_command(const options& o) {
   stock_cfg.view = std::make_shared<protocols::stock_view>();
   cluster::router_config rcfg;
   rcfg.passivate_after = std::chrono::seconds{*passivate};
+  // Entities reach each other through the router they are spawned by.
+  cluster::entity_router* router_ptr = nullptr;
+  actors::cart_config cart_cfg;
+  cart_cfg.node = node;
+  cart_cfg.ttl = std::chrono::seconds{*cart_ttl};
+  cart_cfg.line_limit = *line_limit;
+  cart_cfg.resolve = [&router_ptr](std::string_view key) { return router_ptr->shard_for(key); };
   cluster::entity_router router{
     sys, rcfg,
     {{"sku", [store, stock_cfg](caf::actor_system& s, const std::string& id) {
         return actors::spawn_sku(s, id, store, stock_cfg);
+      }},
+     {"product", [store, node](caf::actor_system& s, const std::string& id) {
+        return actors::spawn_product(s, id, store, node);
+      }},
+     {"cart", [store, cart_cfg](caf::actor_system& s, const std::string& id) {
+        return actors::spawn_cart(s, id, store, cart_cfg);
       }}}};
+  router_ptr = &router;
 
   gateway::gateway_config gcfg;
   gcfg.address = http.substr(0, colon);

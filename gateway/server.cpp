@@ -20,6 +20,7 @@
 #include <boost/json.hpp>
 #include <openssl/sha.h>
 
+#include <algorithm>
 #include <atomic>
 #include <ctime>
 #include <initializer_list>
@@ -233,6 +234,28 @@ json::object level_json(const stock_level& l) {
           {"last_seq", l.last_seq}};
 }
 
+json::object product_json(const product& p) {
+  return {{"sku", p.sku},           {"name", p.name},         {"price_minor", p.price_minor},
+          {"currency", p.currency}, {"category", p.category}, {"version", p.version}};
+}
+
+json::object cart_json(const cart_view& c) {
+  json::array items;
+  for (auto& l : c.items)
+    items.push_back(json::object{{"sku", l.sku},
+                                 {"quantity", l.quantity},
+                                 {"unit_price_minor", l.unit_price_minor},
+                                 {"line_total_minor", l.quantity * l.unit_price_minor}});
+  return {{"cart_id", c.cart_id},
+          {"owner", c.owner},
+          {"status", c.status},
+          {"items", std::move(items)},
+          {"total_minor", c.total_minor},
+          {"currency", c.currency},
+          {"updated_at", rfc3339(c.updated_at_ms)},
+          {"expires_at", rfc3339(c.expires_at_ms)}};
+}
+
 json::object reservation_json(const reservation& r) {
   json::array allocs;
   for (auto& a : r.allocations)
@@ -246,6 +269,10 @@ json::object reservation_json(const reservation& r) {
 }
 
 /// prefix + 24 hex digits of SHA-256(sub, key): stable across retries and nodes.
+bool valid_currency(std::string_view c) {
+  return c.size() == 3 && std::all_of(c.begin(), c.end(), [](char x) { return x >= 'A' && x <= 'Z'; });
+}
+
 std::string derived_id(std::string_view prefix, std::string_view sub, std::string_view key) {
   std::string input{sub};
   input += '\x1f';
@@ -505,6 +532,9 @@ private:
       message = "not enough stock available";
     } else if (ctx.size() == 1 && ctx.match_element<std::string>(0)) {
       message = ctx.get_as<std::string>(0);
+    } else if (ctx.size() == 2 && ctx.match_elements<std::string, std::string>()) {
+      extra["field"] = ctx.get_as<std::string>(0); // (field, message), e.g. invalid_field
+      message = ctx.get_as<std::string>(1);
     } else if (code == errc::unavailable) {
       message = "a dependency is unavailable, retry later";
     }
@@ -644,6 +674,43 @@ private:
           return fail(field_error{errc::invalid_field, "sku", "path id is not a valid id"});
         return get_sku(sku);
       }
+      if (path[1] == "products" && n == 3) {
+        route_ = "/v1/products/{sku}";
+        if (!method_is(verb, {http::verb::get, http::verb::put}))
+          return;
+        auto sku = std::string{path[2]};
+        if (!valid_id(sku))
+          return fail(field_error{errc::invalid_field, "sku", "path id is not a valid id"});
+        return verb == http::verb::get ? get_product_route(sku) : put_product_route(sku);
+      }
+      if (path[1] == "carts" && n == 2) {
+        route_ = "/v1/carts";
+        if (method_is(verb, {http::verb::post}))
+          create_cart_route();
+        return;
+      }
+      if (path[1] == "carts" && n >= 3) {
+        auto id = std::string{path[2]};
+        if (n == 3) {
+          route_ = "/v1/carts/{id}";
+          if (!method_is(verb, {http::verb::get}))
+            return;
+          if (!valid_id(id))
+            return fail(errc::not_found, "unknown cart");
+          return get_cart_route(id);
+        }
+        if (n == 5 && path[3] == "items") {
+          route_ = "/v1/carts/{id}/items/{sku}";
+          if (!method_is(verb, {http::verb::put, http::verb::delete_}))
+            return;
+          auto sku = std::string{path[4]};
+          if (!valid_id(id))
+            return fail(errc::not_found, "unknown cart");
+          if (!valid_id(sku))
+            return fail(field_error{errc::invalid_field, "sku", "path id is not a valid id"});
+          return set_item_route(id, sku, verb == http::verb::delete_);
+        }
+      }
       if (path[1] == "reservations" && n == 2) {
         route_ = "/v1/reservations";
         if (method_is(verb, {http::verb::post}))
@@ -765,6 +832,105 @@ private:
                                        {"available", r->available},
                                        {"warehouses", std::move(whs)}});
     });
+  }
+
+  // -- products and carts -------------------------------------------------------------
+
+  void get_product_route(const std::string& sku) {
+    if (!authenticate())
+      return;
+    auto self = shared_from_this();
+    ask_entity<product>("product:" + sku, caf::make_message(get_product{}),
+                        [self](caf::expected<product> r) {
+      if (!r)
+        return self->fail(r.error());
+      self->respond(http::status::ok, product_json(*r));
+    });
+  }
+
+  void put_product_route(const std::string& sku) {
+    auto p = authorize({"ops"});
+    auto body = p ? read_body({"name", "price_minor", "currency", "category"}) : std::nullopt;
+    if (!body)
+      return;
+    auto& b = *body;
+    auto name = b.string("name", true, false, 200);
+    auto price = b.integer("price_minor", true, 0, INT64_MAX / 1000); // room for line totals
+    auto currency = b.string("currency", true, false, 3);
+    auto category = b.string("category", false, false, 100);
+    if (!b.error && name->empty())
+      return fail(field_error{errc::invalid_field, "name", "name must not be empty"});
+    if (!b.error && !valid_currency(*currency))
+      return fail(field_error{errc::invalid_field, "currency",
+                              "currency must be an ISO 4217 code like EUR"});
+    if (b.error)
+      return fail(*b.error);
+    product value{sku, *name, *price, *currency, category.value_or("")};
+    auto self = shared_from_this();
+    ask_entity<product>("product:" + sku,
+                        caf::make_message(put_product{std::move(value), p->sub, request_id_}),
+                        [self](caf::expected<product> r) {
+      if (!r)
+        return self->fail(r.error());
+      self->respond(r->version == 1 ? http::status::created : http::status::ok, product_json(*r));
+    });
+  }
+
+  void create_cart_route() {
+    auto p = authorize({"customer", "ops"});
+    if (!p)
+      return;
+    if (!req_.body().empty() && !read_body({}))
+      return;
+    auto key = req_["Idempotency-Key"];
+    if (key.size() > 255)
+      return fail(field_error{errc::invalid_field, "Idempotency-Key", "Idempotency-Key is too long"});
+    auto id = key.empty() ? new_id("crt_") : derived_id("crt_", p->sub, key);
+    auto self = shared_from_this();
+    ask_entity<cart_view>("cart:" + id, caf::make_message(create_cart{p->sub, request_id_}),
+                          [self](caf::expected<cart_view> r) {
+      if (!r)
+        return self->fail(r.error());
+      self->respond(http::status::created, cart_json(*r));
+    });
+  }
+
+  void get_cart_route(const std::string& id) {
+    auto p = authenticate();
+    if (!p)
+      return;
+    auto self = shared_from_this();
+    ask_entity<cart_view>("cart:" + id, caf::make_message(get_cart{p->sub, p->is("ops")}),
+                          [self](caf::expected<cart_view> r) {
+      if (!r)
+        return self->fail(r.error());
+      self->respond(http::status::ok, cart_json(*r));
+    });
+  }
+
+  void set_item_route(const std::string& id, const std::string& sku, bool remove) {
+    auto p = authenticate();
+    if (!p)
+      return;
+    int64_t quantity = 0;
+    if (!remove) {
+      auto body = read_body({"quantity"});
+      if (!body)
+        return;
+      auto q = body->integer("quantity", true, 0, INT64_MAX);
+      if (body->error)
+        return fail(*body->error);
+      quantity = *q; // the cart checks its line limit
+    }
+    auto self = shared_from_this();
+    ask_entity<cart_view>(
+      "cart:" + id,
+      caf::make_message(set_cart_item{sku, quantity, p->sub, p->is("ops"), request_id_}),
+      [self](caf::expected<cart_view> r) {
+        if (!r)
+          return self->fail(r.error());
+        self->respond(http::status::ok, cart_json(*r));
+      });
   }
 
   void reserve() {

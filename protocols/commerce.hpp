@@ -62,8 +62,11 @@ struct create_cart {
   bool operator==(const create_cart&) const = default;
 };
 
-/// -> cart_view (not_found when there is none or it expired).
+/// -> cart_view (not_found when there is none or it expired; forbidden
+/// unless `user_id` owns it or `ops`).
 struct get_cart {
+  std::string user_id;
+  bool ops = false;
   bool operator==(const get_cart&) const = default;
 };
 
@@ -72,6 +75,7 @@ struct set_cart_item {
   std::string sku;
   int64_t quantity = 0;
   std::string user_id;
+  bool ops = false;
   std::string correlation_id;
   bool operator==(const set_cart_item&) const = default;
 };
@@ -103,12 +107,12 @@ typename Inspector::result_type inspect(Inspector& f, create_cart& x) {
   return f(caf::meta::type_name("create_cart"), x.owner, x.correlation_id);
 }
 template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, get_cart&) {
-  return f(caf::meta::type_name("get_cart"));
+typename Inspector::result_type inspect(Inspector& f, get_cart& x) {
+  return f(caf::meta::type_name("get_cart"), x.user_id, x.ops);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, set_cart_item& x) {
-  return f(caf::meta::type_name("set_cart_item"), x.sku, x.quantity, x.user_id,
+  return f(caf::meta::type_name("set_cart_item"), x.sku, x.quantity, x.user_id, x.ops,
            x.correlation_id);
 }
 

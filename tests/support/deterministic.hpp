@@ -7,6 +7,8 @@
 #include <caf/scheduler/test_coordinator.hpp>
 
 #include <deque>
+#include <map>
+#include <optional>
 #include <memory>
 
 namespace emporium::test {
@@ -87,7 +89,11 @@ inline deterministic::~deterministic() {
 /// test completes it, so a test can hold a write "in flight".
 struct store_double_control {
   std::vector<protocols::stock_batch> batches; ///< every batch received, in order
-  size_t waiting = 0;                          ///< writes not yet answered
+  std::vector<protocols::entity_write> entity_writes; ///< every entity write, in order
+  size_t waiting = 0;                          ///< writes not yet answered (both kinds)
+  /// What load_entity answers, by "type/id" (absent: version 0). A write that
+  /// completes successfully updates it, as PostgreSQL would.
+  std::map<std::string, protocols::entity_record> entities;
   protocols::sku_snapshot stored;              ///< what load_sku answers
   caf::error load_error;                       ///< if set, load_sku fails with it
 };
@@ -97,6 +103,7 @@ inline protocols::store_actor spawn_store_double(caf::actor_system& sys,
                                                  std::shared_ptr<store_double_control> ctl) {
   struct state {
     std::deque<caf::response_promise> waiting;
+    std::deque<std::optional<protocols::entity_record>> written; ///< per waiting write
   };
   auto fn = [ctl](caf::stateful_actor<state>* self) -> caf::behavior {
     return {
@@ -104,16 +111,37 @@ inline protocols::store_actor spawn_store_double(caf::actor_system& sys,
         ctl->batches.push_back(b);
         ++ctl->waiting;
         self->state.waiting.push_back(self->make_response_promise());
+        self->state.written.emplace_back();
+        return self->state.waiting.back();
+      },
+      [=](protocols::entity_write& w) {
+        ctl->entity_writes.push_back(w);
+        ++ctl->waiting;
+        self->state.waiting.push_back(self->make_response_promise());
+        self->state.written.emplace_back(w.after);
         return self->state.waiting.back();
       },
       [=](protocols::ok_atom, caf::error& err) {
         auto rp = std::move(self->state.waiting.front());
+        auto written = std::move(self->state.written.front());
         self->state.waiting.pop_front();
+        self->state.written.pop_front();
         --ctl->waiting;
-        if (err)
+        if (err) {
           rp.deliver(std::move(err));
-        else
-          rp.deliver(protocols::ok_atom_v);
+          return;
+        }
+        if (written)
+          ctl->entities[written->aggregate_type + "/" + written->aggregate_id] = *written;
+        rp.deliver(protocols::ok_atom_v);
+      },
+      [=](protocols::load_entity& q) -> caf::result<protocols::entity_record> {
+        if (ctl->load_error)
+          return ctl->load_error;
+        auto i = ctl->entities.find(q.aggregate_type + "/" + q.aggregate_id);
+        if (i == ctl->entities.end())
+          return protocols::entity_record{q.aggregate_type, q.aggregate_id};
+        return i->second;
       },
       [=](protocols::load_sku&) -> caf::result<protocols::sku_snapshot> {
         if (ctl->load_error)

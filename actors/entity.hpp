@@ -1,0 +1,30 @@
+#pragma once
+
+#include "protocols/ids.hpp"
+#include "protocols/store.hpp"
+
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <string>
+
+namespace emporium::actors {
+
+/// What an event is about and who caused it: the parts of the envelope that
+/// every event of one command shares.
+struct event_origin {
+  std::string user_id;
+  std::string correlation_id;
+  std::string node;
+};
+
+/// One event of `after`'s entity at `after.version` (the caller bumped it).
+inline protocols::domain_event entity_event(const protocols::entity_record& after,
+                                            const char* type, const boost::json::object& data,
+                                            const event_origin& origin) {
+  return {protocols::new_uuid(), type, after.aggregate_id, after.aggregate_type, after.version,
+          after.updated_at_ms, boost::json::serialize(data), origin.correlation_id, "",
+          origin.user_id, origin.node};
+}
+
+} // namespace emporium::actors

@@ -1,0 +1,125 @@
+#include "actors/product.hpp"
+
+#include "actors/entity.hpp"
+#include "actors/log.hpp"
+#include "actors/stock.hpp"
+#include "protocols/errc.hpp"
+#include "protocols/metrics.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include <boost/json.hpp>
+
+namespace emporium::actors {
+
+using namespace protocols;
+namespace json = boost::json;
+
+namespace {
+
+constexpr auto load_timeout = std::chrono::seconds{10};
+
+struct product_state {
+  static inline const char* name = "product";
+  explicit product_state(caf::local_actor* self) : clock(self) {
+  }
+  product value;
+  store_actor store;
+  std::string node;
+  actor_wall_clock clock;
+};
+
+using self_ptr = caf::stateful_actor<product_state>*;
+
+json::object product_json(const product& p) {
+  return {{"sku", p.sku},
+          {"name", p.name},
+          {"price_minor", p.price_minor},
+          {"currency", p.currency},
+          {"category", p.category}};
+}
+
+product from_record(const std::string& sku, const entity_record& r) {
+  product p;
+  p.sku = sku;
+  p.version = r.version;
+  if (r.version == 0)
+    return p;
+  auto o = json::parse(r.state_json).as_object();
+  p.name = json::value_to<std::string>(o.at("name"));
+  p.price_minor = o.at("price_minor").to_number<int64_t>();
+  p.currency = json::value_to<std::string>(o.at("currency"));
+  p.category = json::value_to<std::string>(o.at("category"));
+  return p;
+}
+
+caf::behavior product_behavior(self_ptr self, std::string sku, store_actor store,
+                               std::string node) {
+  auto& st = self->state;
+  st.value.sku = sku;
+  st.store = std::move(store);
+  st.node = std::move(node);
+  metrics::actors("product").Increment();
+  self->attach_functor([] { metrics::actors("product").Decrement(); });
+  self->request(st.store, load_timeout, load_entity{"product", sku})
+    .await([self](entity_record& r) { self->state.value = from_record(self->state.value.sku, r); },
+           [self](caf::error& err) {
+             log()->warn("event=product_recovery_failed sku={} error={}", self->state.value.sku,
+                         to_string(to_errc(err)));
+             self->quit(err);
+           });
+  return {
+    [self](get_product) -> caf::result<product> {
+      if (self->state.value.version == 0) {
+        self->quit(); // nothing to keep in memory; a put starts a fresh actor
+        return caf::make_error(errc::not_found, std::string{"unknown product"});
+      }
+      return self->state.value;
+    },
+    [self](put_product& cmd) {
+      auto& st = self->state;
+      auto rp = self->make_response_promise<product>();
+      auto next = cmd.value;
+      next.sku = st.value.sku;
+      next.version = st.value.version + 1;
+      entity_write w;
+      w.expected_version = st.value.version;
+      w.after = entity_record{"product", next.sku,      next.version,
+                              "",        "active",      json::serialize(product_json(next)),
+                              st.clock.now_ms(self)};
+      w.events.push_back(entity_event(w.after,
+                                      st.value.version == 0 ? "product_created" : "product_updated",
+                                      product_json(next), {cmd.user_id, cmd.correlation_id, st.node}));
+      self->request(st.store, caf::infinite, std::move(w))
+        .await(
+          [self, rp, next](ok_atom) mutable {
+            self->state.value = next;
+            rp.deliver(next);
+          },
+          [self, rp](caf::error& err) mutable {
+            rp.deliver(err);
+            if (to_errc(err) == errc::conflict)
+              self->quit(err); // another writer: recover from PostgreSQL on next use
+          });
+      return rp;
+    },
+    [self](passivate_atom) {
+      // Writes are awaited, so none is under way here.
+      auto rp = self->make_response_promise<bool>();
+      rp.deliver(true);
+      self->quit();
+      return rp;
+    },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_product(caf::actor_system& sys, std::string sku, store_actor store,
+                         std::string node) {
+  return sys.spawn(product_behavior, std::move(sku), std::move(store), std::move(node));
+}
+
+} // namespace emporium::actors
