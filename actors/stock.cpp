@@ -409,12 +409,14 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
       auto* held = find_hold(st, c.reservation_id);
       if (held == nullptr)
         return fail(self, caf::make_error(errc::not_found, std::string{"unknown reservation"}));
-      if (held->status == "committed")
+      if (held->status == "committed" && !c.uncommit)
         return fail(self, caf::make_error(errc::invalid_state,
                                           std::string{"reservation is committed"}));
       auto h = *held;
-      h.status = "released";
       auto& l = st.level;
+      if (h.status == "committed")
+        l.committed -= h.quantity;
+      h.status = "released";
       l.reserved -= h.quantity;
       recompute(l);
       change_hold(st, h);
@@ -440,6 +442,44 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
            {{"reservation_id", h.reservation_id}, {"quantity", h.quantity}}, c.user_id,
            c.correlation_id);
       reservation_metrics::get().committed->Increment();
+      return answer_when_durable(self, stock_result{l, true, std::move(h)}, c.correlation_id);
+    },
+    [self](fulfil_stock& c) {
+      auto& st = self->state;
+      auto* held = find_hold(st, c.reservation_id);
+      if (held == nullptr)
+        return fail(self, caf::make_error(errc::not_found, std::string{"unknown reservation"}));
+      if (held->status != "committed")
+        return fail(self, caf::make_error(errc::invalid_state,
+                                          std::string{"reservation is not committed"}));
+      auto h = *held;
+      h.status = "fulfilled";
+      auto& l = st.level;
+      l.on_hand -= h.quantity;
+      l.reserved -= h.quantity;
+      l.committed -= h.quantity;
+      recompute(l);
+      change_hold(st, h);
+      emit(self, "stock_fulfilled",
+           {{"reservation_id", h.reservation_id}, {"quantity", h.quantity}, {"on_hand", l.on_hand}},
+           c.user_id, c.correlation_id);
+      return answer_when_durable(self, stock_result{l, true, std::move(h)}, c.correlation_id);
+    },
+    [self](extend_hold& c) {
+      auto& st = self->state;
+      auto* held = find_hold(st, c.reservation_id);
+      if (held == nullptr)
+        return fail(self, caf::make_error(errc::not_found, std::string{"unknown reservation"}));
+      auto& l = st.level;
+      if (held->status != "held" || c.expires_at_ms <= held->expires_at_ms)
+        return answer_when_durable(self, stock_result{l, false, *held}, c.correlation_id);
+      auto h = *held;
+      h.expires_at_ms = c.expires_at_ms;
+      change_hold(st, h);
+      emit(self, "reservation_extended",
+           {{"reservation_id", h.reservation_id}, {"expires_at_ms", h.expires_at_ms}}, c.user_id,
+           c.correlation_id);
+      schedule_expiry(self);
       return answer_when_durable(self, stock_result{l, true, std::move(h)}, c.correlation_id);
     },
     [self](get_stock_level& q) -> stock_level {

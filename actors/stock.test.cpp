@@ -316,3 +316,63 @@ TEST_CASE_FIXTURE(stock_fixture, "the read view shows only durable levels and lo
   CHECK_FALSE(view.find("w1", "S1"));
   CHECK(view.size() == 0);
 }
+
+TEST_CASE_FIXTURE(stock_fixture, "shipping a committed hold takes it off the shelf; a held one cannot ship") {
+  auto p = spawn_pair();
+  REQUIRE(durable(p, push_stock_level{10, 1, false, 0, ""}));
+  REQUIRE(reserve(p, "a", 3));
+  auto early = durable(p, fulfil_stock{"a", "", ""});
+  REQUIRE_FALSE(early);
+  CHECK(to_errc(early.error()) == errc::invalid_state);
+  REQUIRE(durable(p, commit_stock{"a", "", ""}));
+  auto shipped = durable(p, fulfil_stock{"a", "wh", "req-9"});
+  REQUIRE(shipped);
+  CHECK(shipped->hold.status == "fulfilled");
+  CHECK(shipped->level.on_hand == 7);
+  CHECK(shipped->level.reserved == 0);
+  CHECK(shipped->level.committed == 0);
+  CHECK(shipped->level.available == 7);
+  CHECK(ctl->batches.back().events.at(0).event_type == "stock_fulfilled");
+  CHECK(ctl->batches.back().hold_changes.at(0).status == "fulfilled");
+  auto again = durable(p, fulfil_stock{"a", "", ""}); // no longer a live hold
+  REQUIRE_FALSE(again);
+  CHECK(to_errc(again.error()) == errc::not_found);
+}
+
+TEST_CASE_FIXTURE(stock_fixture, "a committed hold is released only when uncommit is asked for") {
+  auto p = spawn_pair();
+  REQUIRE(durable(p, push_stock_level{10, 1, false, 0, ""}));
+  REQUIRE(reserve(p, "a", 4));
+  REQUIRE(durable(p, commit_stock{"a", "", ""}));
+  auto refused = durable(p, release_stock{"a", "", ""});
+  REQUIRE_FALSE(refused);
+  CHECK(to_errc(refused.error()) == errc::invalid_state);
+  auto r = durable(p, release_stock{"a", "", "", true});
+  REQUIRE(r);
+  CHECK(r->hold.status == "released");
+  CHECK(r->level.reserved == 0);
+  CHECK(r->level.committed == 0);
+  CHECK(r->level.available == 10);
+}
+
+TEST_CASE_FIXTURE(stock_fixture, "an extended hold expires at its new time, not the old one") {
+  auto p = spawn_pair();
+  REQUIRE(durable(p, push_stock_level{10, 1, false, 0, ""}));
+  REQUIRE(reserve(p, "a", 2, 60s));
+  auto hold = *ask<hold_view>(p, get_hold{"a"});
+  auto ext = durable(p, extend_hold{"a", hold.expires_at_ms + 120000, "", ""});
+  REQUIRE(ext);
+  CHECK(ext->applied);
+  CHECK(ctl->batches.back().events.at(0).event_type == "reservation_extended");
+  auto earlier = durable(p, extend_hold{"a", hold.expires_at_ms, "", ""}); // never shortens
+  REQUIRE(earlier);
+  CHECK_FALSE(earlier->applied);
+  advance_time(61s);
+  CHECK(ctl->waiting == 0); // the old expiry passed: nothing happens
+  CHECK(level(p).reserved == 2);
+  advance_time(120s);
+  REQUIRE(ctl->waiting == 1);
+  complete_all_writes();
+  CHECK(level(p).reserved == 0);
+  CHECK_FALSE(ask<hold_view>(p, get_hold{"a"})); // no longer live
+}

@@ -19,6 +19,8 @@ using stock_actor = caf::typed_actor<
   caf::replies_to<reserve_stock>::with<stock_result>,
   caf::replies_to<release_stock>::with<stock_result>,
   caf::replies_to<commit_stock>::with<stock_result>,
+  caf::replies_to<fulfil_stock>::with<stock_result>,
+  caf::replies_to<extend_hold>::with<stock_result>,
   caf::replies_to<get_stock_level>::with<stock_level>,
   caf::replies_to<get_hold>::with<hold_view>,
   caf::replies_to<passivate_atom>::with<bool>, ///< true: idle, may stop

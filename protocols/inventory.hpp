@@ -25,7 +25,8 @@ struct stock_level {
   bool operator==(const stock_level&) const = default;
 };
 
-/// One hold on one pair. status: "held", "committed", "released", "expired".
+/// One hold on one pair. status: "held", "committed", "released", "expired",
+/// "fulfilled" (shipped).
 struct hold_view {
   std::string reservation_id;
   std::string warehouse;
@@ -79,6 +80,9 @@ struct release_stock {
   std::string reservation_id;
   std::string user_id;
   std::string correlation_id; ///< the request id; events carry it
+  /// Also a committed hold (an order cancelled after payment): its stock
+  /// stops being committed. Without it a committed hold is `invalid_state`.
+  bool uncommit = false;
   bool operator==(const release_stock&) const = default;
 };
 
@@ -88,6 +92,26 @@ struct commit_stock {
   std::string user_id;
   std::string correlation_id; ///< the request id; events carry it
   bool operator==(const commit_stock&) const = default;
+};
+
+/// Ships a committed hold: on_hand, reserved and committed all drop by its
+/// quantity, the hold ends "fulfilled". A held (uncommitted) hold is
+/// `invalid_state`.
+struct fulfil_stock {
+  std::string reservation_id;
+  std::string user_id;
+  std::string correlation_id;
+  bool operator==(const fulfil_stock&) const = default;
+};
+
+/// Moves a held hold's expiry to `expires_at_ms` (later only; an earlier time
+/// changes nothing). Orders waiting for a payment provider use it.
+struct extend_hold {
+  std::string reservation_id;
+  int64_t expires_at_ms = 0;
+  std::string user_id;
+  std::string correlation_id;
+  bool operator==(const extend_hold&) const = default;
 };
 
 /// The pair's durable level (what PostgreSQL has); with include_pending, the
@@ -191,7 +215,17 @@ typename Inspector::result_type inspect(Inspector& f, reserve_stock& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, release_stock& x) {
-  return f(caf::meta::type_name("release_stock"), x.reservation_id, x.user_id, x.correlation_id);
+  return f(caf::meta::type_name("release_stock"), x.reservation_id, x.user_id, x.correlation_id,
+           x.uncommit);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, fulfil_stock& x) {
+  return f(caf::meta::type_name("fulfil_stock"), x.reservation_id, x.user_id, x.correlation_id);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, extend_hold& x) {
+  return f(caf::meta::type_name("extend_hold"), x.reservation_id, x.expires_at_ms, x.user_id,
+           x.correlation_id);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, commit_stock& x) {

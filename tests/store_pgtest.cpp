@@ -274,3 +274,26 @@ TEST_CASE_FIXTURE(system_fixture, "two writers of one entity never both succeed"
   REQUIRE(ask<ok_atom>(store, product));
   CHECK(scalar(dsn, "SELECT count(*) FROM events") == "3");
 }
+
+TEST_CASE_FIXTURE(system_fixture, "a shipped hold is stored as fulfilled and no longer loaded as live") {
+  auto b = first_batch("S1", "w1");
+  b.hold_changes.push_back({"r1", "w1", 2, now_ms() + 60000, "committed", "u"});
+  b.after.reserved = b.after.committed = 2;
+  b.after.available = 8;
+  REQUIRE(ask<ok_atom>(store, b));
+  stock_batch ship;
+  ship.expected_version = 1;
+  ship.after = b.after;
+  ship.after.version = 2;
+  ship.after.on_hand = 8;
+  ship.after.reserved = ship.after.committed = 0;
+  ship.events.push_back(domain_event{new_uuid(), "stock_fulfilled", "S1@w1", "stock", 2, now_ms(),
+                                     "{}", "c", "", "u", "n"});
+  ship.hold_changes.push_back({"r1", "w1", 2, now_ms() + 60000, "fulfilled", "u"});
+  REQUIRE(ask<ok_atom>(store, ship));
+  CHECK(scalar(dsn, "SELECT status FROM stock_holds WHERE reservation_id = 'r1'") == "fulfilled");
+  auto snap = ask<sku_snapshot>(store, load_sku{"S1"});
+  REQUIRE(snap);
+  CHECK(snap->pairs.at(0).holds.empty());
+  CHECK(snap->pairs.at(0).level.on_hand == 8);
+}
