@@ -48,6 +48,14 @@ json::object state_json(const cart_view& c) {
   return {{"items", std::move(items)}, {"currency", c.currency}};
 }
 
+void recompute(cart_view& c) {
+  c.total_minor = 0;
+  for (auto& l : c.items)
+    c.total_minor += l.quantity * l.unit_price_minor;
+  if (c.items.empty())
+    c.currency.clear();
+}
+
 cart_view from_record(const std::string& id, const entity_record& r, const cart_config& cfg) {
   cart_view c;
   c.cart_id = id;
@@ -66,8 +74,7 @@ cart_view from_record(const std::string& id, const entity_record& r, const cart_
                                 l.at("quantity").to_number<int64_t>(),
                                 l.at("unit_price_minor").to_number<int64_t>()});
   }
-  for (auto& l : c.items)
-    c.total_minor += l.quantity * l.unit_price_minor;
+  recompute(c);
   return c;
 }
 
@@ -76,14 +83,6 @@ void deliver(caf::typed_response_promise<cart_view>& rp, caf::expected<cart_view
     rp.deliver(std::move(*r));
   else
     rp.deliver(std::move(r.error()));
-}
-
-void recompute(cart_view& c) {
-  c.total_minor = 0;
-  for (auto& l : c.items)
-    c.total_minor += l.quantity * l.unit_price_minor;
-  if (c.items.empty())
-    c.currency.clear();
 }
 
 void arm_expiry(self_ptr self);

@@ -876,6 +876,15 @@ private:
     });
   }
 
+  /// Answers with the cart (as `status`) or the actor's error.
+  auto cart_answer(http::status status) {
+    return [self = shared_from_this(), status](caf::expected<cart_view> r) {
+      if (!r)
+        return self->fail(r.error());
+      self->respond(status, cart_json(*r));
+    };
+  }
+
   void create_cart_route() {
     auto p = authorize({"customer", "ops"});
     if (!p)
@@ -886,26 +895,16 @@ private:
     if (key.size() > 255)
       return fail(field_error{errc::invalid_field, "Idempotency-Key", "Idempotency-Key is too long"});
     auto id = key.empty() ? new_id("crt_") : derived_id("crt_", p->sub, key);
-    auto self = shared_from_this();
     ask_entity<cart_view>("cart:" + id, caf::make_message(create_cart{p->sub, request_id_}),
-                          [self](caf::expected<cart_view> r) {
-      if (!r)
-        return self->fail(r.error());
-      self->respond(http::status::created, cart_json(*r));
-    });
+                          cart_answer(http::status::created));
   }
 
   void get_cart_route(const std::string& id) {
     auto p = authenticate();
     if (!p)
       return;
-    auto self = shared_from_this();
     ask_entity<cart_view>("cart:" + id, caf::make_message(get_cart{p->sub, p->is("ops")}),
-                          [self](caf::expected<cart_view> r) {
-      if (!r)
-        return self->fail(r.error());
-      self->respond(http::status::ok, cart_json(*r));
-    });
+                          cart_answer(http::status::ok));
   }
 
   void set_item_route(const std::string& id, const std::string& sku, bool remove) {
@@ -922,15 +921,10 @@ private:
         return fail(*body->error);
       quantity = *q; // the cart checks its line limit
     }
-    auto self = shared_from_this();
     ask_entity<cart_view>(
       "cart:" + id,
       caf::make_message(set_cart_item{sku, quantity, p->sub, p->is("ops"), request_id_}),
-      [self](caf::expected<cart_view> r) {
-        if (!r)
-          return self->fail(r.error());
-        self->respond(http::status::ok, cart_json(*r));
-      });
+      cart_answer(http::status::ok));
   }
 
   void reserve() {
