@@ -257,13 +257,7 @@ caf::behavior cart_behavior(self_ptr self, std::string id, store_actor store, ca
       return rp;
     },
     [self](expire_atom) { expire_if_due(self); },
-    [self](passivate_atom) {
-      // Writes and lookups are awaited, so none is under way here.
-      auto rp = self->make_response_promise<bool>();
-      rp.deliver(true);
-      self->quit();
-      return rp;
-    },
+    [self](passivate_atom) { return agree_to_passivate(self); },
   };
 }
 

@@ -3,6 +3,9 @@
 #include "protocols/ids.hpp"
 #include "protocols/store.hpp"
 
+#include <caf/event_based_actor.hpp>
+#include <caf/typed_response_promise.hpp>
+
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
 
@@ -25,6 +28,15 @@ inline protocols::domain_event entity_event(const protocols::entity_record& afte
   return {protocols::new_uuid(), type, after.aggregate_id, after.aggregate_type, after.version,
           after.updated_at_ms, boost::json::serialize(data), origin.correlation_id, "",
           origin.user_id, origin.node};
+}
+
+/// The passivate_atom answer of an entity that awaits every write: nothing
+/// is under way when the question is handled, so it agrees and stops.
+inline caf::typed_response_promise<bool> agree_to_passivate(caf::event_based_actor* self) {
+  auto rp = self->make_response_promise<bool>();
+  rp.deliver(true);
+  self->quit();
+  return rp;
 }
 
 } // namespace emporium::actors

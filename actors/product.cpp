@@ -105,13 +105,7 @@ caf::behavior product_behavior(self_ptr self, std::string sku, store_actor store
           });
       return rp;
     },
-    [self](passivate_atom) {
-      // Writes are awaited, so none is under way here.
-      auto rp = self->make_response_promise<bool>();
-      rp.deliver(true);
-      self->quit();
-      return rp;
-    },
+    [self](passivate_atom) { return agree_to_passivate(self); },
   };
 }
 

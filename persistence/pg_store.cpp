@@ -234,24 +234,36 @@ std::string array_literal(const std::vector<T>& xs, F field) {
   return out + "}";
 }
 
+/// The events of one write as the array parameters both write statements take.
+struct event_columns {
+  std::string ids, versions, types, times, data, correlations, causations, users;
+
+  explicit event_columns(const std::vector<domain_event>& ev) {
+    using E = domain_event;
+    ids = array_literal(ev, [](const E& e) -> const std::string& { return e.event_id; });
+    versions = array_literal(ev, [](const E& e) { return e.event_version; });
+    types = array_literal(ev, [](const E& e) -> const std::string& { return e.event_type; });
+    times = array_literal(ev, [](const E& e) { return e.event_time_ms; });
+    data = array_literal(ev, [](const E& e) -> const std::string& { return e.data_json; });
+    correlations
+      = array_literal(ev, [](const E& e) -> const std::string& { return e.correlation_id; });
+    causations = array_literal(ev, [](const E& e) -> const std::string& { return e.causation_id; });
+    users = array_literal(ev, [](const E& e) -> const std::string& { return e.user_id; });
+  }
+};
+
 ok_atom write_batch(pqxx::nontransaction& tx, const stock_batch& b) {
   const auto& l = b.after;
   const auto& ev = b.events;
   const auto& hs = b.hold_changes;
-  using E = domain_event;
   using H = hold_view;
   auto node = ev.empty() ? std::string{} : ev.front().node;
+  event_columns c{ev};
   auto r = tx.exec_prepared(
     b.expected_version == 0 ? "insert_batch" : "update_batch", l.sku, l.warehouse, l.on_hand,
     l.reserved, l.committed, l.low_stock_threshold, l.version, l.last_seq, b.expected_version,
-    node, array_literal(ev, [](const E& e) -> const std::string& { return e.event_id; }),
-    array_literal(ev, [](const E& e) { return e.event_version; }),
-    array_literal(ev, [](const E& e) -> const std::string& { return e.event_type; }),
-    array_literal(ev, [](const E& e) { return e.event_time_ms; }),
-    array_literal(ev, [](const E& e) -> const std::string& { return e.data_json; }),
-    array_literal(ev, [](const E& e) -> const std::string& { return e.correlation_id; }),
-    array_literal(ev, [](const E& e) -> const std::string& { return e.causation_id; }),
-    array_literal(ev, [](const E& e) -> const std::string& { return e.user_id; }),
+    node,
+    c.ids, c.versions, c.types, c.times, c.data, c.correlations, c.causations, c.users,
     array_literal(hs, [](const H& h) -> const std::string& { return h.reservation_id; }),
     array_literal(hs, [](const H& h) { return h.quantity; }),
     array_literal(hs, [](const H& h) { return h.expires_at_ms; }),
@@ -265,19 +277,12 @@ ok_atom write_batch(pqxx::nontransaction& tx, const stock_batch& b) {
 ok_atom write_entity(pqxx::nontransaction& tx, const entity_write& w) {
   const auto& a = w.after;
   const auto& ev = w.events;
-  using E = domain_event;
   auto node = ev.empty() ? std::string{} : ev.front().node;
+  event_columns c{ev};
   auto r = tx.exec_prepared(
-    w.expected_version == 0 ? "entity_insert" : "entity_update", a.aggregate_type, a.aggregate_id, w.expected_version, a.version, a.owner,
-    a.status, a.state_json.empty() ? std::string{"{}"} : a.state_json, a.updated_at_ms, node,
-    array_literal(ev, [](const E& e) -> const std::string& { return e.event_id; }),
-    array_literal(ev, [](const E& e) { return e.event_version; }),
-    array_literal(ev, [](const E& e) -> const std::string& { return e.event_type; }),
-    array_literal(ev, [](const E& e) { return e.event_time_ms; }),
-    array_literal(ev, [](const E& e) -> const std::string& { return e.data_json; }),
-    array_literal(ev, [](const E& e) -> const std::string& { return e.correlation_id; }),
-    array_literal(ev, [](const E& e) -> const std::string& { return e.causation_id; }),
-    array_literal(ev, [](const E& e) -> const std::string& { return e.user_id; }));
+    w.expected_version == 0 ? "entity_insert" : "entity_update", a.aggregate_type,
+    a.aggregate_id, w.expected_version, a.version, a.owner, a.status, a.state_json.empty() ? std::string{"{}"} : a.state_json, a.updated_at_ms, node,
+    c.ids, c.versions, c.types, c.times, c.data, c.correlations, c.causations, c.users);
   if (r[0][0].as<int64_t>() != 1)
     throw caf::make_error(errc::conflict); // another writer moved the entity
   return ok_atom_v;
