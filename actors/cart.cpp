@@ -21,8 +21,6 @@ namespace json = boost::json;
 
 namespace {
 
-constexpr auto ask_timeout = std::chrono::seconds{10};
-
 struct cart_state {
   static inline const char* name = "cart";
   explicit cart_state(caf::local_actor* self) : clock(self) {
@@ -163,7 +161,7 @@ caf::behavior cart_behavior(self_ptr self, std::string id, store_actor store, ca
   st.cfg = std::move(cfg);
   metrics::actors("cart").Increment();
   self->attach_functor([] { metrics::actors("cart").Decrement(); });
-  self->request(st.store, ask_timeout, load_entity{"cart", id})
+  self->request(st.store, lookup_timeout, load_entity{"cart", id})
     .await(
       [self](entity_record& r) {
         self->state.cart = from_record(self->state.cart.cart_id, r, self->state.cfg);
@@ -230,7 +228,7 @@ caf::behavior cart_behavior(self_ptr self, std::string id, store_actor store, ca
         return rp;
       }
       auto key = "product:" + cmd.sku;
-      self->request(st.cfg.resolve(key), ask_timeout, route_atom_v, key,
+      self->request(st.cfg.resolve(key), lookup_timeout, route_atom_v, key,
                     caf::make_message(get_product{}))
         .await(
           [self, cmd, origin, reply](product& p) mutable {

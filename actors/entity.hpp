@@ -9,9 +9,14 @@
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <chrono>
 #include <string>
 
 namespace emporium::actors {
+
+/// How long an entity waits for a read (its recovery, another entity's answer).
+/// Writes wait without a limit: the store's statement_timeout bounds them.
+constexpr auto lookup_timeout = std::chrono::seconds{10};
 
 /// What an event is about and who caused it: the parts of the envelope that
 /// every event of one command shares.

@@ -19,8 +19,6 @@ namespace json = boost::json;
 
 namespace {
 
-constexpr auto load_timeout = std::chrono::seconds{10};
-
 struct product_state {
   static inline const char* name = "product";
   explicit product_state(caf::local_actor* self) : clock(self) {
@@ -63,7 +61,7 @@ caf::behavior product_behavior(self_ptr self, std::string sku, store_actor store
   st.node = std::move(node);
   metrics::actors("product").Increment();
   self->attach_functor([] { metrics::actors("product").Decrement(); });
-  self->request(st.store, load_timeout, load_entity{"product", sku})
+  self->request(st.store, lookup_timeout, load_entity{"product", sku})
     .await([self](entity_record& r) { self->state.value = from_record(self->state.value.sku, r); },
            [self](caf::error& err) {
              log()->warn("event=product_recovery_failed sku={} error={}", self->state.value.sku,

@@ -231,6 +231,10 @@ void schedule_expiry(self_ptr self) {
   self->delayed_send(self, std::chrono::milliseconds{delay}, expire_atom_v);
 }
 
+caf::error unknown_reservation() {
+  return caf::make_error(errc::not_found, std::string{"unknown reservation"});
+}
+
 /// Makes `l` the durable level, and shows it to readers.
 void set_durable(self_ptr self, const stock_level& l) {
   auto& st = self->state;
@@ -408,7 +412,7 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
       auto& st = self->state;
       auto* held = find_hold(st, c.reservation_id);
       if (held == nullptr)
-        return fail(self, caf::make_error(errc::not_found, std::string{"unknown reservation"}));
+        return fail(self, unknown_reservation());
       if (held->status == "committed" && !c.uncommit)
         return fail(self, caf::make_error(errc::invalid_state,
                                           std::string{"reservation is committed"}));
@@ -430,7 +434,7 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
       auto& st = self->state;
       auto* held = find_hold(st, c.reservation_id);
       if (held == nullptr)
-        return fail(self, caf::make_error(errc::not_found, std::string{"unknown reservation"}));
+        return fail(self, unknown_reservation());
       auto& l = st.level;
       if (held->status == "committed")
         return answer_when_durable(self, stock_result{l, false, *held}, c.correlation_id);
@@ -448,7 +452,7 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
       auto& st = self->state;
       auto* held = find_hold(st, c.reservation_id);
       if (held == nullptr)
-        return fail(self, caf::make_error(errc::not_found, std::string{"unknown reservation"}));
+        return fail(self, unknown_reservation());
       if (held->status != "committed")
         return fail(self, caf::make_error(errc::invalid_state,
                                           std::string{"reservation is not committed"}));
@@ -469,7 +473,7 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
       auto& st = self->state;
       auto* held = find_hold(st, c.reservation_id);
       if (held == nullptr)
-        return fail(self, caf::make_error(errc::not_found, std::string{"unknown reservation"}));
+        return fail(self, unknown_reservation());
       auto& l = st.level;
       if (held->status != "held" || c.expires_at_ms <= held->expires_at_ms)
         return answer_when_durable(self, stock_result{l, false, *held}, c.correlation_id);
@@ -488,7 +492,7 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
     [self](get_hold& q) -> caf::result<hold_view> {
       if (auto* held = find_hold(self->state, q.reservation_id))
         return *held;
-      return caf::make_error(errc::not_found, std::string{"unknown reservation"});
+      return unknown_reservation();
     },
     [self](passivate_atom) -> bool {
       auto& st = self->state;

@@ -618,6 +618,14 @@ private:
     return false;
   }
 
+  /// Whether a path segment is a valid id; if not, answers 400 naming `field`.
+  bool path_id_ok(const std::string& id, const char* field) {
+    if (valid_id(id))
+      return true;
+    fail(field_error{errc::invalid_field, field, "path id is not a valid id"});
+    return false;
+  }
+
   void dispatch() {
     auto path = split_path(req_.target());
     auto verb = req_.method();
@@ -653,9 +661,8 @@ private:
                         : "/v1/warehouses/{wh}/stock/{sku}/adjust";
         auto wh = std::string{path[2]};
         auto sku = std::string{path[4]};
-        if (!valid_id(wh) || !valid_id(sku))
-          return fail(field_error{errc::invalid_field, !valid_id(wh) ? "warehouse" : "sku",
-                                  "path id is not a valid id"});
+        if (!path_id_ok(wh, "warehouse") || !path_id_ok(sku, "sku"))
+          return;
         if (n == 6) {
           if (method_is(verb, {http::verb::post}))
             adjust(wh, sku);
@@ -670,8 +677,8 @@ private:
         if (!method_is(verb, {http::verb::get}))
           return;
         auto sku = std::string{path[2]};
-        if (!valid_id(sku))
-          return fail(field_error{errc::invalid_field, "sku", "path id is not a valid id"});
+        if (!path_id_ok(sku, "sku"))
+          return;
         return get_sku(sku);
       }
       if (path[1] == "products" && n == 3) {
@@ -679,8 +686,8 @@ private:
         if (!method_is(verb, {http::verb::get, http::verb::put}))
           return;
         auto sku = std::string{path[2]};
-        if (!valid_id(sku))
-          return fail(field_error{errc::invalid_field, "sku", "path id is not a valid id"});
+        if (!path_id_ok(sku, "sku"))
+          return;
         return verb == http::verb::get ? get_product_route(sku) : put_product_route(sku);
       }
       if (path[1] == "carts" && n == 2) {
@@ -706,8 +713,8 @@ private:
           auto sku = std::string{path[4]};
           if (!valid_id(id))
             return fail(errc::not_found, "unknown cart");
-          if (!valid_id(sku))
-            return fail(field_error{errc::invalid_field, "sku", "path id is not a valid id"});
+          if (!path_id_ok(sku, "sku"))
+            return;
           return set_item_route(id, sku, verb == http::verb::delete_);
         }
       }
