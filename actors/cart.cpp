@@ -43,7 +43,10 @@ json::object state_json(const cart_view& c) {
     items.push_back(json::object{{"sku", l.sku},
                                  {"quantity", l.quantity},
                                  {"unit_price_minor", l.unit_price_minor}});
-  return {{"items", std::move(items)}, {"currency", c.currency}};
+  json::object out{{"items", std::move(items)}, {"currency", c.currency}};
+  if (!c.order_id.empty())
+    out["order_id"] = c.order_id;
+  return out;
 }
 
 void recompute(cart_view& c) {
@@ -66,6 +69,8 @@ cart_view from_record(const std::string& id, const entity_record& r, const cart_
   c.expires_at_ms = r.updated_at_ms + ttl_ms(cfg);
   auto o = json::parse(r.state_json).as_object();
   c.currency = json::value_to<std::string>(o.at("currency"));
+  if (auto* order = o.if_contains("order_id"); order && order->is_string())
+    c.order_id = std::string{order->as_string()};
   for (auto& v : o.at("items").as_array()) {
     auto& l = v.as_object();
     c.items.push_back(cart_line{json::value_to<std::string>(l.at("sku")),
@@ -152,6 +157,108 @@ caf::error refuse_access(const cart_view& c, const std::string& user, bool ops) 
   if (!ops && user != c.owner)
     return caf::make_error(errc::forbidden, std::string{"not your cart"});
   return {};
+}
+
+void deliver(caf::typed_response_promise<order_view>& rp, caf::expected<order_view> r) {
+  if (r)
+    rp.deliver(std::move(*r));
+  else
+    rp.deliver(std::move(r.error()));
+}
+
+using order_reply = std::function<void(caf::expected<order_view>)>;
+
+/// The order id a checkout of this cart version makes: a retry of an
+/// unchanged cart names the same order.
+std::string order_id_for(const cart_view& c) {
+  auto stem = c.cart_id.rfind("crt_", 0) == 0 ? c.cart_id.substr(4) : c.cart_id;
+  return "ord_" + stem + "-" + std::to_string(c.version);
+}
+
+/// Checkout after the price check: place the order, then close the cart.
+void place(self_ptr self, checkout_cart cmd, order_reply reply) {
+  auto& c = self->state.cart;
+  place_order po{c.cart_id, c.owner, {}, c.currency, cmd.payment_method, cmd.payment_token,
+                 cmd.shipping_json, cmd.who.correlation_id};
+  for (auto& l : c.items)
+    po.items.push_back(order_line{l.sku, l.quantity, l.unit_price_minor});
+  auto order_id = order_id_for(c);
+  auto key = "order:" + order_id;
+  self->request(self->state.cfg.resolve(key), lookup_timeout, route_atom_v, key,
+                caf::make_message(std::move(po)))
+    .await(
+      [self, cmd, reply, order_id](order_view& v) {
+        auto next = self->state.cart;
+        next.status = "checked_out";
+        next.order_id = order_id;
+        write(self, std::move(next), "cart_checked_out", {{"order_id", order_id}},
+              {cmd.who.user_id, cmd.who.correlation_id, self->state.cfg.node},
+              [reply, v](caf::expected<cart_view> r) {
+                if (r)
+                  reply(v);
+                else
+                  reply(r.error()); // the order exists; a retry closes the cart
+              });
+      },
+      [reply](caf::error& err) { reply(err); });
+}
+
+/// Checkout: prices are re-checked against the products first. A changed
+/// price updates the cart and refuses (409) so the buyer sees what they pay.
+void checkout(self_ptr self, checkout_cart cmd, order_reply reply) {
+  struct lookups {
+    std::vector<caf::expected<product>> found;
+    size_t left;
+  };
+  auto& items = self->state.cart.items;
+  auto acc = std::make_shared<lookups>(
+    lookups{std::vector<caf::expected<product>>(items.size(), caf::error{}), items.size()});
+  auto checked = [self, cmd, reply, acc] {
+    auto& c = self->state.cart;
+    auto next = c;
+    bool changed = false;
+    for (size_t i = 0; i < next.items.size(); ++i) {
+      auto& p = acc->found[i];
+      if (!p)
+        return reply(p.error());
+      if (p->price_minor != next.items[i].unit_price_minor || p->currency != c.currency) {
+        next.items[i].unit_price_minor = p->price_minor;
+        next.currency = p->currency;
+        changed = true;
+      }
+    }
+    if (!changed)
+      return place(self, cmd, reply);
+    recompute(next);
+    json::array lines;
+    for (auto& l : next.items)
+      lines.push_back(json::object{{"sku", l.sku}, {"unit_price_minor", l.unit_price_minor}});
+    write(self, std::move(next), "cart_prices_updated", {{"items", std::move(lines)}},
+          {cmd.who.user_id, cmd.who.correlation_id, self->state.cfg.node},
+          [reply](caf::expected<cart_view> r) {
+            if (!r)
+              return reply(r.error());
+            reply(caf::make_error(errc::conflict,
+                                  std::string{"prices changed since the items were added; the "
+                                              "cart now has the current prices"}));
+          });
+  };
+  for (size_t i = 0; i < items.size(); ++i) {
+    auto key = "product:" + items[i].sku;
+    self->request(self->state.cfg.resolve(key), lookup_timeout, route_atom_v, key,
+                  caf::make_message(get_product{}))
+      .await(
+        [acc, i, checked](product& p) {
+          acc->found[i] = std::move(p);
+          if (--acc->left == 0)
+            checked();
+        },
+        [acc, i, checked](caf::error& e) {
+          acc->found[i] = std::move(e);
+          if (--acc->left == 0)
+            checked();
+        });
+  }
 }
 
 caf::behavior cart_behavior(self_ptr self, std::string id, store_actor store, cart_config cfg) {
@@ -252,6 +359,29 @@ caf::behavior cart_behavior(self_ptr self, std::string id, store_actor store, ca
                   origin, reply);
           },
           [reply](caf::error& err) mutable { reply(std::move(err)); });
+      return rp;
+    },
+    [self](checkout_cart& cmd) -> caf::result<order_view> {
+      auto& st = self->state;
+      if (absent(self))
+        return caf::make_error(errc::not_found, std::string{"unknown cart"});
+      if (auto err = refuse_access(st.cart, cmd.who.user_id, cmd.who.role == "ops"))
+        return err;
+      auto rp = self->make_response_promise<order_view>();
+      order_reply reply = [rp](caf::expected<order_view> r) mutable { deliver(rp, std::move(r)); };
+      if (st.cart.status == "checked_out") { // idempotent: the order it made, as it is now
+        auto key = "order:" + st.cart.order_id;
+        self->request(st.cfg.resolve(key), lookup_timeout, route_atom_v, key,
+                      caf::make_message(get_order{cmd.who}))
+          .await([reply](order_view& v) { reply(std::move(v)); },
+                 [reply](caf::error& e) { reply(std::move(e)); });
+        return rp;
+      }
+      if (st.cart.status != "open")
+        return caf::make_error(errc::invalid_state, std::string{"cart is " + st.cart.status});
+      if (st.cart.items.empty())
+        return caf::make_error(errc::conflict, std::string{"cart is empty"});
+      checkout(self, std::move(cmd), std::move(reply));
       return rp;
     },
     [self](expire_atom) { expire_if_due(self); },

@@ -13,7 +13,7 @@ struct cart_config {
   std::string node = "local";
   std::chrono::seconds ttl = std::chrono::hours{24 * 7}; ///< idle time before a cart expires
   int64_t line_limit = 50;                                ///< largest quantity of one line
-  protocols::entity_resolver resolve;                     ///< reaches "product:SKU"
+  protocols::entity_resolver resolve; ///< reaches "product:SKU" and "order:ID"
 };
 
 /// Spawns the entity actor of one cart ("cart:ID"). It recovers the cart
@@ -26,7 +26,11 @@ struct cart_config {
 ///   only the owner or ops (the command's `ops`) may read or change it, others
 ///   get `forbidden`; a cart that is not open refuses changes (`invalid_state`);
 /// - a cart untouched for `ttl` expires (event cart_expired): by its own timer
-///   while it runs, at recovery when it expired meanwhile; then `not_found`.
+///   while it runs, at recovery when it expired meanwhile; then `not_found`;
+/// - checkout_cart -> order_view: re-checks every price (a changed one updates
+///   the cart and answers `conflict`), places the order "order:ord_<cart>-<version>"
+///   and closes the cart (checked_out). Checking out a closed cart again answers
+///   its order: a checkout is idempotent with or without an Idempotency-Key.
 caf::actor spawn_cart(caf::actor_system& sys, std::string cart_id, protocols::store_actor store,
                       cart_config cfg);
 

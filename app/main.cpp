@@ -1,10 +1,13 @@
 // The composition root: the only place that links every folder.
 #include "actors/cart.hpp"
+#include "actors/order.hpp"
 #include "actors/product.hpp"
 #include "actors/sku.hpp"
 #include "cluster/router.hpp"
 #include "gateway/jwt.hpp"
 #include "gateway/server.hpp"
+#include "payments/adapter.hpp"
+#include "payments/fake_provider.hpp"
 #include "persistence/embedded_kafka.hpp"
 #include "persistence/migrations.hpp"
 #include "persistence/pg_store.hpp"
@@ -14,6 +17,7 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
+#include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
 #include <spdlog/cfg/env.h>
@@ -39,6 +43,9 @@ Usage:
   emporium migrate [--pg URL]  apply database migrations and exit
   emporium token --sub ID --role customer|warehouse|ops [--wh W1,W2] [--ttl SECONDS]
                                print a token signed with the configured secret
+  emporium fake-provider [--listen ADDR:PORT] [--name N] [--latency-ms MS]
+                         [--decline-rate R] [--failure-rate R]
+                               run the development payment provider (docs/orders.md)
   emporium --help
 
 Options of serve (each also an environment variable; a flag wins):
@@ -57,6 +64,11 @@ Options of serve (each also an environment variable; a flag wins):
   --max-hold-ttl SECONDS     EMPORIUM_MAX_HOLD_TTL       largest ttl_s accepted [3600]
   --cart-ttl SECONDS         EMPORIUM_CART_TTL     idle time before a cart expires [604800]
   --cart-line-limit N        EMPORIUM_CART_LINE_LIMIT  largest quantity of one cart line [50]
+  --payment-primary URL      EMPORIUM_PAYMENT_PRIMARY    base URL of the primary payment provider
+  --payment-secondary URL    EMPORIUM_PAYMENT_SECONDARY  base URL of the fallback provider
+  --payment-timeout-ms MS    EMPORIUM_PAYMENT_TIMEOUT_MS one provider call, connect to answer [2000]
+  --payment-retry-ms MS      EMPORIUM_PAYMENT_RETRY_MS   first wait of a queued payment (doubles) [5000]
+  --payment-max-wait SECONDS EMPORIUM_PAYMENT_MAX_WAIT   a queued payment's order is cancelled after [1800]
   --body-limit BYTES         EMPORIUM_BODY_LIMIT   request body limit [1048576]
   --request-timeout SECONDS  EMPORIUM_REQUEST_TIMEOUT    time to read one request; keep-alive idle [15]
   --statement-timeout-ms MS  EMPORIUM_STATEMENT_TIMEOUT_MS  PostgreSQL cancels longer statements [5000]
@@ -176,6 +188,31 @@ int token_command(const options& o) {
 
 const char* default_pg = "postgresql://postgres@127.0.0.1:55432/emporium";
 
+int fake_provider_command(const options& o) {
+  payments::fake_provider_config cfg;
+  auto listen = o.get("--listen", "EMPORIUM_FAKE_PROVIDER", "127.0.0.1:9101");
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos) {
+    std::cerr << "emporium fake-provider: --listen must be ADDR:PORT\n";
+    return 2;
+  }
+  cfg.address = listen.substr(0, colon);
+  cfg.port = static_cast<uint16_t>(std::stoi(listen.substr(colon + 1)));
+  cfg.name = o.get("--name", "EMPORIUM_FAKE_PROVIDER_NAME", "fake");
+  auto latency = o.number("--latency-ms", "EMPORIUM_FAKE_LATENCY_MS", 0);
+  if (!latency)
+    return 2;
+  cfg.latency_ms = *latency;
+  try {
+    cfg.decline_rate = std::stod(o.get("--decline-rate", "EMPORIUM_FAKE_DECLINE_RATE", "0"));
+    cfg.failure_rate = std::stod(o.get("--failure-rate", "EMPORIUM_FAKE_FAILURE_RATE", "0"));
+  } catch (const std::exception&) {
+    std::cerr << "emporium fake-provider: rates are numbers between 0 and 1\n";
+    return 2;
+  }
+  return payments::run_fake_provider(cfg);
+}
+
 int migrate_command(const options& o) {
   setup_logging(o.get("--log-format", "EMPORIUM_LOG_FORMAT", "text"));
   auto applied = persistence::migrate(o.get("--pg", "EMPORIUM_PG", default_pg));
@@ -183,6 +220,27 @@ int migrate_command(const options& o) {
     return 1;
   std::cout << "migrations applied: " << *applied << "\n";
   return 0;
+}
+
+/// Starts every order whose saga or compensation was cut short (a crash, a
+/// stop): each resumes from its last event.
+void resume_sagas(caf::actor_system& sys, const protocols::store_actor& store,
+                  cluster::entity_router& router) {
+  auto log = protocols::named_logger("app");
+  caf::scoped_actor self{sys};
+  self->request(store, std::chrono::seconds{30}, protocols::find_unsettled{"order"})
+    .receive(
+      [&](protocols::entity_ids& found) {
+        for (auto& id : found.ids) {
+          auto key = "order:" + id;
+          self->send(router.shard_for(key), protocols::route_atom_v, key,
+                     caf::make_message(protocols::resume_atom_v));
+        }
+        log->info("event=sagas_resumed count={}", found.ids.size());
+      },
+      [&](caf::error& err) {
+        log->error("event=sagas_not_resumed error={}", to_string(to_errc(err)));
+      });
 }
 
 int serve_command(const options& o) {
@@ -209,6 +267,13 @@ int serve_command(const options& o) {
   auto cart_ttl = o.number("--cart-ttl", "EMPORIUM_CART_TTL", 7 * 24 * 3600);
   auto line_limit = o.number("--cart-line-limit", "EMPORIUM_CART_LINE_LIMIT", 50);
   auto actor_timeout = o.number("--actor-timeout-ms", "EMPORIUM_ACTOR_TIMEOUT_MS", 10000);
+  auto payment_primary = o.get("--payment-primary", "EMPORIUM_PAYMENT_PRIMARY", "");
+  auto payment_secondary = o.get("--payment-secondary", "EMPORIUM_PAYMENT_SECONDARY", "");
+  auto payment_timeout = o.number("--payment-timeout-ms", "EMPORIUM_PAYMENT_TIMEOUT_MS", 2000);
+  auto payment_retry = o.number("--payment-retry-ms", "EMPORIUM_PAYMENT_RETRY_MS", 5000);
+  auto payment_max_wait = o.number("--payment-max-wait", "EMPORIUM_PAYMENT_MAX_WAIT", 1800);
+  if (!payment_timeout || !payment_retry || !payment_max_wait)
+    return 2;
   if (!io_threads || !connections || !passivate || !default_ttl || !max_ttl || !body_limit
       || !request_timeout || !statement_timeout || !actor_timeout || !cart_ttl || !line_limit)
     return 2;
@@ -277,6 +342,24 @@ int serve_command(const options& o) {
   cart_cfg.ttl = std::chrono::seconds{*cart_ttl};
   cart_cfg.line_limit = *line_limit;
   cart_cfg.resolve = [&router_ptr](std::string_view key) { return router_ptr->shard_for(key); };
+  payments::adapter_config pay_cfg;
+  if (!payment_primary.empty())
+    pay_cfg.providers.push_back({"primary", payment_primary});
+  if (!payment_secondary.empty())
+    pay_cfg.providers.push_back({"secondary", payment_secondary});
+  if (pay_cfg.providers.empty())
+    log->warn("event=no_payment_provider detail=\"checkouts wait in pending until "
+              "EMPORIUM_PAYMENT_PRIMARY is set\"");
+  pay_cfg.net = payments::make_http_transport(std::chrono::milliseconds{*payment_timeout});
+  auto payment_adapter = payments::spawn_payment_adapter(sys, pay_cfg);
+  actors::order_config order_cfg;
+  order_cfg.node = node;
+  order_cfg.resolve = cart_cfg.resolve;
+  order_cfg.payments = payment_adapter;
+  order_cfg.hold_ttl = std::chrono::seconds{*default_ttl};
+  order_cfg.payment_max_wait = std::chrono::seconds{*payment_max_wait};
+  order_cfg.payment_retry = std::chrono::milliseconds{std::max<int64_t>(1, *payment_retry)};
+  order_cfg.payment_retry_max = std::max(order_cfg.payment_retry, std::chrono::milliseconds{60000});
   cluster::entity_router router{
     sys, rcfg,
     {{"sku", [store, stock_cfg](caf::actor_system& s, const std::string& id) {
@@ -287,8 +370,12 @@ int serve_command(const options& o) {
       }},
      {"cart", [store, cart_cfg](caf::actor_system& s, const std::string& id) {
         return actors::spawn_cart(s, id, store, cart_cfg);
+      }},
+     {"order", [store, order_cfg](caf::actor_system& s, const std::string& id) {
+        return actors::spawn_order(s, id, store, order_cfg);
       }}}};
   router_ptr = &router;
+  resume_sagas(sys, store, router);
 
   gateway::gateway_config gcfg;
   gcfg.address = http.substr(0, colon);
@@ -306,6 +393,7 @@ int serve_command(const options& o) {
   auto port = server.start();
   if (!port) {
     router.stop();
+    caf::anon_send_exit(payment_adapter, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(store, caf::exit_reason::user_shutdown);
     return 1;
   }
@@ -319,6 +407,7 @@ int serve_command(const options& o) {
   log->info("event=node_stopping signal={}", sig);
   server.stop(std::chrono::seconds{10}); // finish in-flight requests
   router.stop();                         // entities answer nothing new
+  caf::anon_send_exit(payment_adapter, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(store, caf::exit_reason::user_shutdown);
   log->info("event=node_stopped node={}", node);
   spdlog::default_logger()->flush();
@@ -343,6 +432,8 @@ int main(int argc, char** argv) {
     return token_command(*flags);
   if (cmd == "migrate")
     return migrate_command(*flags);
+  if (cmd == "fake-provider")
+    return fake_provider_command(*flags);
   std::cerr << "emporium: unknown command '" << cmd << "' (see --help)\n";
   return 2;
 }

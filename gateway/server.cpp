@@ -209,6 +209,38 @@ public:
     return s;
   }
 
+  /// A nested object of `allowed` fields, read as strictly; its fields are
+  /// named "name.field" in errors.
+  std::optional<body_reader> object(const char* name, bool required,
+                                    std::initializer_list<const char*> allowed) {
+    auto* v = obj_.if_contains(name);
+    if (v == nullptr) {
+      if (required)
+        fail(name, "is required");
+      return std::nullopt;
+    }
+    if (!v->is_object()) {
+      fail(name, "must be an object");
+      return std::nullopt;
+    }
+    for (auto& kv : v->as_object()) {
+      bool known = allowed.size() == 0;
+      for (auto* a : allowed)
+        known = known || kv.key() == a;
+      if (!known) {
+        if (!error)
+          error = field_error{errc::invalid_field, std::string{name} + "." + std::string{kv.key()},
+                              "unknown field"};
+        return std::nullopt;
+      }
+    }
+    body_reader inner{v->as_object()};
+    inner.prefix_ = prefix_ + name + ".";
+    return inner;
+  }
+
+  const json::object& fields() const { return obj_; }
+
   std::optional<field_error> error;
 
 private:
@@ -216,7 +248,7 @@ private:
   }
   std::nullopt_t fail(const char* name, const char* what) {
     if (!error)
-      error = field_error{errc::invalid_field, name, std::string{name} + " " + what};
+      error = field_error{errc::invalid_field, prefix_ + name, prefix_ + name + " " + what};
     return std::nullopt;
   }
   std::optional<std::string> failed_string(const char* name, const char* what) {
@@ -224,6 +256,7 @@ private:
     return std::nullopt;
   }
   json::object obj_;
+  std::string prefix_; ///< "payment." inside a nested object
 };
 
 json::object level_json(const stock_level& l) {
@@ -253,7 +286,58 @@ json::object cart_json(const cart_view& c) {
           {"total_minor", c.total_minor},
           {"currency", c.currency},
           {"updated_at", rfc3339(c.updated_at_ms)},
-          {"expires_at", rfc3339(c.expires_at_ms)}};
+          {"expires_at", rfc3339(c.expires_at_ms)},
+          {"order_id", c.order_id.empty() ? json::value{} : json::value{c.order_id}}};
+}
+
+json::object order_json(const order_view& o) {
+  json::array items;
+  for (auto& l : o.items)
+    items.push_back(json::object{{"sku", l.sku},
+                                 {"quantity", l.quantity},
+                                 {"unit_price_minor", l.unit_price_minor}});
+  json::array allocs;
+  for (auto& a : o.allocations)
+    allocs.push_back(json::object{{"sku", a.sku},
+                                  {"warehouse", a.warehouse},
+                                  {"quantity", a.quantity},
+                                  {"reservation_id", a.reservation_id}});
+  json::object payment{{"method", o.payment_method}, {"status", o.payment_status}};
+  if (!o.payment_provider.empty())
+    payment["provider"] = o.payment_provider;
+  if (!o.authorization_id.empty())
+    payment["authorization_id"] = o.authorization_id;
+  json::object out{{"order_id", o.order_id},
+                   {"status", o.status},
+                   {"owner", o.owner},
+                   {"cart_id", o.cart_id},
+                   {"items", std::move(items)},
+                   {"allocations", std::move(allocs)},
+                   {"payment", std::move(payment)},
+                   {"total_minor", o.total_minor},
+                   {"currency", o.currency},
+                   {"created_at", rfc3339(o.created_at_ms)},
+                   {"updated_at", rfc3339(o.updated_at_ms)}};
+  if (!o.reason.empty())
+    out["reason"] = o.reason;
+  return out;
+}
+
+/// An event in the contract's envelope.
+json::object event_json(const domain_event& e) {
+  json::error_code ec;
+  auto data = json::parse(e.data_json, ec);
+  return {{"eventId", e.event_id},
+          {"eventType", e.event_type},
+          {"aggregateId", e.aggregate_id},
+          {"aggregateType", e.aggregate_type},
+          {"eventVersion", e.event_version},
+          {"eventTime", rfc3339(e.event_time_ms)},
+          {"data", ec ? json::value{json::object{}} : std::move(data)},
+          {"metadata", json::object{{"correlationId", e.correlation_id},
+                                    {"causationId", e.causation_id},
+                                    {"userId", e.user_id},
+                                    {"node", e.node}}}};
 }
 
 json::object reservation_json(const reservation& r) {
@@ -706,6 +790,14 @@ private:
             return fail(errc::not_found, "unknown cart");
           return get_cart_route(id);
         }
+        if (n == 4 && path[3] == "checkout") {
+          route_ = "/v1/carts/{id}/checkout";
+          if (!method_is(verb, {http::verb::post}))
+            return;
+          if (!valid_id(id))
+            return fail(errc::not_found, "unknown cart");
+          return checkout_route(id);
+        }
         if (n == 5 && path[3] == "items") {
           route_ = "/v1/carts/{id}/items/{sku}";
           if (!method_is(verb, {http::verb::put, http::verb::delete_}))
@@ -716,6 +808,30 @@ private:
           if (!path_id_ok(sku, "sku"))
             return;
           return set_item_route(id, sku, verb == http::verb::delete_);
+        }
+      }
+      if (path[1] == "orders" && (n == 3 || n == 4)) {
+        auto id = std::string{path[2]};
+        auto sub = n == 4 ? path[3] : std::string_view{};
+        bool action = sub == "cancel" || sub == "ship" || sub == "deliver" || sub == "return";
+        if (n == 3 || sub == "events") {
+          route_ = n == 3 ? "/v1/orders/{id}" : "/v1/orders/{id}/events";
+          if (!method_is(verb, {http::verb::get}))
+            return;
+          if (!valid_id(id))
+            return fail(errc::not_found, "unknown order");
+          return get_order_route(id, n == 4);
+        }
+        if (action) {
+          route_ = sub == "cancel"   ? "/v1/orders/{id}/cancel"
+                   : sub == "ship"   ? "/v1/orders/{id}/ship"
+                   : sub == "deliver" ? "/v1/orders/{id}/deliver"
+                                      : "/v1/orders/{id}/return";
+          if (!method_is(verb, {http::verb::post}))
+            return;
+          if (!valid_id(id))
+            return fail(errc::not_found, "unknown order");
+          return order_action_route(id, std::string{sub});
         }
       }
       if (path[1] == "reservations" && n == 2) {
@@ -932,6 +1048,104 @@ private:
       "cart:" + id,
       caf::make_message(set_cart_item{sku, quantity, p->sub, p->is("ops"), request_id_}),
       cart_answer(http::status::ok));
+  }
+
+  caller who(const principal& p) const {
+    return caller{p.sub, p.role, p.warehouses, request_id_};
+  }
+
+  void checkout_route(const std::string& id) {
+    auto p = authorize({"customer", "ops"});
+    auto body = p ? read_body({"payment", "shipping"}) : std::nullopt;
+    if (!body)
+      return;
+    auto& b = *body;
+    auto payment = b.object("payment", true, {"method", "token"});
+    std::optional<std::string> method, token, country;
+    if (payment) {
+      method = payment->string("method", true, false, 32);
+      token = payment->string("token", true, false, 256);
+      if (!payment->error && *method != "card")
+        payment->error = field_error{errc::invalid_field, "payment.method",
+                                     "payment.method must be \"card\""};
+      if (!payment->error && token->empty())
+        payment->error = field_error{errc::invalid_field, "payment.token",
+                                     "payment.token must not be empty"};
+      if (payment->error)
+        return fail(*payment->error);
+    }
+    auto shipping = b.object("shipping", true, {});
+    if (shipping) {
+      if (shipping->fields().size() > 16)
+        return fail(field_error{errc::invalid_field, "shipping", "shipping has too many fields"});
+      for (auto& kv : shipping->fields())
+        if (!kv.value().is_string() || kv.value().as_string().size() > 200)
+          return fail(field_error{errc::invalid_field, "shipping." + std::string{kv.key()},
+                                  "shipping fields must be strings of at most 200 characters"});
+      country = shipping->string("country", true, false, 2);
+      if (!shipping->error && !(country->size() == 2 && std::isupper(static_cast<unsigned char>((*country)[0]))
+                                && std::isupper(static_cast<unsigned char>((*country)[1]))))
+        shipping->error = field_error{errc::invalid_field, "shipping.country",
+                                      "shipping.country must be an ISO 3166 code like DE"};
+      if (shipping->error)
+        return fail(*shipping->error);
+    }
+    if (b.error)
+      return fail(*b.error);
+    if (req_["Idempotency-Key"].size() > 255)
+      return fail(field_error{errc::invalid_field, "Idempotency-Key", "Idempotency-Key is too long"});
+    // A checkout is idempotent by itself: a cart checks out once, and checking
+    // a closed cart out again answers the order it made (docs/api.md).
+    checkout_cart cmd{"", who(*p), *method, *token,
+                      json::serialize(shipping->fields())};
+    auto self = shared_from_this();
+    ask_entity<order_view>("cart:" + id, caf::make_message(std::move(cmd)),
+                           [self](caf::expected<order_view> r) {
+      if (!r)
+        return self->fail(r.error());
+      self->respond(http::status::accepted, {{"order_id", r->order_id}, {"status", r->status}});
+    });
+  }
+
+  void get_order_route(const std::string& id, bool events) {
+    auto p = authenticate();
+    if (!p)
+      return;
+    auto self = shared_from_this();
+    if (!events) {
+      ask_entity<order_view>("order:" + id, caf::make_message(get_order{who(*p)}),
+                             [self](caf::expected<order_view> r) {
+        if (!r)
+          return self->fail(r.error());
+        self->respond(http::status::ok, order_json(*r));
+      });
+      return;
+    }
+    ask_entity<std::vector<domain_event>>(
+      "order:" + id, caf::make_message(get_order_events{who(*p)}),
+      [self, id](caf::expected<std::vector<domain_event>> r) {
+        if (!r)
+          return self->fail(r.error());
+        json::array list;
+        for (auto& e : *r)
+          list.push_back(event_json(e));
+        self->respond(http::status::ok, {{"order_id", id}, {"events", std::move(list)}});
+      });
+  }
+
+  void order_action_route(const std::string& id, std::string action) {
+    auto p = authenticate();
+    if (!p)
+      return;
+    if (!req_.body().empty() && !read_body({}))
+      return;
+    auto self = shared_from_this();
+    ask_entity<order_view>("order:" + id, caf::make_message(order_action{std::move(action), who(*p)}),
+                           [self](caf::expected<order_view> r) {
+      if (!r)
+        return self->fail(r.error());
+      self->respond(http::status::ok, order_json(*r));
+    });
   }
 
   void reserve() {

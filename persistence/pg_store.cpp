@@ -96,6 +96,17 @@ constexpr const char* load_entity_sql
     "(extract(epoch FROM updated_at) * 1000)::bigint FROM entity_state "
     "WHERE aggregate_type = $1 AND aggregate_id = $2";
 
+constexpr const char* load_events_sql
+  = "SELECT event_id::text, event_type, event_version, "
+    "(extract(epoch FROM event_time) * 1000)::bigint, data::text, "
+    "coalesce(metadata->>'correlationId', ''), coalesce(metadata->>'causationId', ''), "
+    "coalesce(metadata->>'userId', ''), coalesce(metadata->>'node', '') FROM events "
+    "WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY event_version";
+
+constexpr const char* unsettled_sql
+  = "SELECT aggregate_id FROM entity_state WHERE aggregate_type = $1 AND state->>'saga' = 'open' "
+    "ORDER BY updated_at";
+
 constexpr const char* load_levels_sql
   = "SELECT warehouse, on_hand, reserved, committed, low_stock_threshold, version, "
     "last_seq FROM stock_levels WHERE sku = $1";
@@ -301,6 +312,24 @@ entity_record read_entity(pqxx::work& tx, const load_entity& q) {
   return out;
 }
 
+std::vector<domain_event> read_events(pqxx::work& tx, const load_events& q) {
+  std::vector<domain_event> out;
+  for (const auto& row : tx.exec_params(load_events_sql, q.aggregate_type, q.aggregate_id))
+    out.push_back(domain_event{row[0].as<std::string>(), row[1].as<std::string>(),
+                               q.aggregate_id, q.aggregate_type, row[2].as<int64_t>(),
+                               row[3].as<int64_t>(), row[4].as<std::string>(),
+                               row[5].as<std::string>(), row[6].as<std::string>(),
+                               row[7].as<std::string>(), row[8].as<std::string>()});
+  return out;
+}
+
+entity_ids read_unsettled(pqxx::work& tx, const find_unsettled& q) {
+  entity_ids out;
+  for (const auto& row : tx.exec_params(unsettled_sql, q.aggregate_type))
+    out.ids.push_back(row[0].as<std::string>());
+  return out;
+}
+
 sku_snapshot read_sku(pqxx::work& tx, const std::string& sku) {
   sku_snapshot out;
   out.sku = sku;
@@ -360,6 +389,13 @@ pg_worker(store_actor::stateful_pointer<worker_state> self, pg_store_config cfg)
     [=](load_entity& q) -> caf::result<entity_record> {
       return self->state.run("load_entity", [&](pqxx::work& tx) { return read_entity(tx, q); });
     },
+    [=](load_events& q) -> caf::result<std::vector<domain_event>> {
+      return self->state.run("load_events", [&](pqxx::work& tx) { return read_events(tx, q); });
+    },
+    [=](find_unsettled& q) -> caf::result<entity_ids> {
+      return self->state.run("find_unsettled",
+                             [&](pqxx::work& tx) { return read_unsettled(tx, q); });
+    },
     [=](load_sku& q) -> caf::result<sku_snapshot> {
       return self->state.run("load_sku", [&](pqxx::work& tx) { return read_sku(tx, q.sku); });
     },
@@ -398,6 +434,8 @@ caf::behavior dispatcher(caf::event_based_actor* self, std::vector<caf::actor> w
     },
     [self, any](load_entity& q) { self->delegate(any(), std::move(q)); },
     [self, any](load_sku& q) { self->delegate(any(), std::move(q)); },
+    [self, any](load_events& q) { self->delegate(any(), std::move(q)); },
+    [self, any](find_unsettled& q) { self->delegate(any(), std::move(q)); },
     [self, any](locate_reservation& q) { self->delegate(any(), std::move(q)); },
     [self, any](ping_atom) { self->delegate(any(), ping_atom_v); },
   };

@@ -38,6 +38,8 @@ using store_actor = caf::typed_actor<
   caf::replies_to<locate_reservation>::with<reservation_rows>,
   caf::replies_to<entity_write>::with<ok_atom>,
   caf::replies_to<load_entity>::with<entity_record>,
+  caf::replies_to<load_events>::with<std::vector<domain_event>>,
+  caf::replies_to<find_unsettled>::with<entity_ids>,
   caf::replies_to<ping_atom>::with<ok_atom>>; ///< ok when PostgreSQL answers
 
 } // namespace emporium::protocols

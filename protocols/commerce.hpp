@@ -52,6 +52,7 @@ struct cart_view {
   int64_t updated_at_ms = 0;
   int64_t expires_at_ms = 0; ///< when it expires unless touched
   int64_t version = 0;
+  std::string order_id; ///< set by a successful checkout
   bool operator==(const cart_view&) const = default;
 };
 
@@ -100,7 +101,7 @@ typename Inspector::result_type inspect(Inspector& f, cart_line& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cart_view& x) {
   return f(caf::meta::type_name("cart_view"), x.cart_id, x.owner, x.status, x.items,
-           x.total_minor, x.currency, x.updated_at_ms, x.expires_at_ms, x.version);
+           x.total_minor, x.currency, x.updated_at_ms, x.expires_at_ms, x.version, x.order_id);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, create_cart& x) {

@@ -2,6 +2,7 @@
 
 #include "protocols/commerce.hpp"
 #include "protocols/inventory.hpp"
+#include "protocols/orders.hpp"
 #include "protocols/store.hpp"
 
 #include <caf/type_id.hpp>
@@ -47,6 +48,22 @@ CAF_ADD_TYPE_ID(emporium, (emporium::protocols::cart_view))
 CAF_ADD_TYPE_ID(emporium, (emporium::protocols::create_cart))
 CAF_ADD_TYPE_ID(emporium, (emporium::protocols::get_cart))
 CAF_ADD_TYPE_ID(emporium, (emporium::protocols::set_cart_item))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::caller))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::order_line))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::order_allocation))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::order_view))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::place_order))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::get_order))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::get_order_events))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::order_action))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::checkout_cart))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::payment_call))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::payment_outcome))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::find_unsettled))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::entity_ids))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::load_events))
+CAF_ADD_TYPE_ID(emporium, (std::vector<emporium::protocols::order_line>))
+CAF_ADD_TYPE_ID(emporium, (std::vector<emporium::protocols::order_allocation>))
 CAF_ADD_TYPE_ID(emporium, (std::vector<emporium::protocols::cart_line>))
 CAF_ADD_TYPE_ID(emporium, (std::vector<emporium::protocols::stock_level>))
 CAF_ADD_TYPE_ID(emporium, (std::vector<emporium::protocols::hold_view>))
@@ -61,5 +78,6 @@ CAF_ADD_ATOM(emporium, emporium::protocols, passivate_atom, "passivate")
 CAF_ADD_ATOM(emporium, emporium::protocols, sweep_atom, "sweep")
 CAF_ADD_ATOM(emporium, emporium::protocols, ok_atom, "ok")
 CAF_ADD_ATOM(emporium, emporium::protocols, ping_atom, "ping")
+CAF_ADD_ATOM(emporium, emporium::protocols, resume_atom, "resume")
 
 CAF_END_TYPE_ID_BLOCK(emporium)
