@@ -7,6 +7,7 @@
 #include <caf/scheduler/test_coordinator.hpp>
 
 #include <deque>
+#include <functional>
 #include <map>
 #include <optional>
 #include <memory>
@@ -94,6 +95,8 @@ struct store_double_control {
   /// What load_entity answers, by "type/id" (absent: version 0). A write that
   /// completes successfully updates it, as PostgreSQL would.
   std::map<std::string, protocols::entity_record> entities;
+  /// Every landed entity event by "type/id", oldest first (what load_events answers).
+  std::map<std::string, std::vector<protocols::domain_event>> events;
   protocols::sku_snapshot stored;              ///< what load_sku answers
   caf::error load_error;                       ///< if set, load_sku fails with it
 };
@@ -103,7 +106,7 @@ inline protocols::store_actor spawn_store_double(caf::actor_system& sys,
                                                  std::shared_ptr<store_double_control> ctl) {
   struct state {
     std::deque<caf::response_promise> waiting;
-    std::deque<std::optional<protocols::entity_record>> written; ///< per waiting write
+    std::deque<std::optional<protocols::entity_write>> written; ///< per waiting write
   };
   auto fn = [ctl](caf::stateful_actor<state>* self) -> caf::behavior {
     return {
@@ -118,7 +121,7 @@ inline protocols::store_actor spawn_store_double(caf::actor_system& sys,
         ctl->entity_writes.push_back(w);
         ++ctl->waiting;
         self->state.waiting.push_back(self->make_response_promise());
-        self->state.written.emplace_back(w.after);
+        self->state.written.emplace_back(w);
         return self->state.waiting.back();
       },
       [=](protocols::ok_atom, caf::error& err) {
@@ -131,8 +134,12 @@ inline protocols::store_actor spawn_store_double(caf::actor_system& sys,
           rp.deliver(std::move(err));
           return;
         }
-        if (written)
-          ctl->entities[written->aggregate_type + "/" + written->aggregate_id] = *written;
+        if (written) {
+          auto key = written->after.aggregate_type + "/" + written->after.aggregate_id;
+          ctl->entities[key] = written->after;
+          auto& stream = ctl->events[key];
+          stream.insert(stream.end(), written->events.begin(), written->events.end());
+        }
         rp.deliver(protocols::ok_atom_v);
       },
       [=](protocols::load_entity& q) -> caf::result<protocols::entity_record> {
@@ -142,6 +149,19 @@ inline protocols::store_actor spawn_store_double(caf::actor_system& sys,
         if (i == ctl->entities.end())
           return protocols::entity_record{q.aggregate_type, q.aggregate_id};
         return i->second;
+      },
+      [=](protocols::load_events& q) -> caf::result<std::vector<protocols::domain_event>> {
+        if (ctl->load_error)
+          return ctl->load_error;
+        return ctl->events[q.aggregate_type + "/" + q.aggregate_id];
+      },
+      [=](protocols::find_unsettled& q) -> caf::result<protocols::entity_ids> {
+        protocols::entity_ids out;
+        for (auto& [key, row] : ctl->entities)
+          if (row.aggregate_type == q.aggregate_type
+              && row.state_json.find("\"saga\":\"open\"") != std::string::npos)
+            out.ids.push_back(row.aggregate_id);
+        return out;
       },
       [=](protocols::load_sku&) -> caf::result<protocols::sku_snapshot> {
         if (ctl->load_error)
@@ -165,6 +185,25 @@ inline void complete_write(deterministic& d, const protocols::store_actor& store
                            caf::error err = caf::error{}) {
   d.self->send(caf::actor_cast<caf::actor>(store), protocols::ok_atom_v, std::move(err));
   d.run();
+}
+
+/// Stands in for the router: (route_atom, key, msg) goes to the entity of
+/// `key`, spawned on first use by `spawn(key)`.
+inline caf::actor spawn_directory(caf::actor_system& sys,
+                                  std::function<caf::actor(const std::string&)> spawn) {
+  auto fn = [spawn](caf::event_based_actor* self) -> caf::behavior {
+    auto entities = std::make_shared<std::map<std::string, caf::actor>>();
+    return {
+      [=](protocols::route_atom, const std::string& key, caf::message& msg) {
+        auto& a = (*entities)[key];
+        if (!a)
+          a = spawn(key);
+        self->delegate(a, std::move(msg));
+      },
+      [=](const std::string& key) { entities->erase(key); }, // forget (after a crash)
+    };
+  };
+  return sys.spawn(fn);
 }
 
 /// A deterministic system with a store double, for tests of one actor.
