@@ -367,22 +367,27 @@ caf::behavior cart_behavior(self_ptr self, std::string id, store_actor store, ca
         return caf::make_error(errc::not_found, std::string{"unknown cart"});
       if (auto err = refuse_access(st.cart, cmd.who.user_id, cmd.who.role == "ops"))
         return err;
-      auto rp = self->make_response_promise<order_view>();
-      order_reply reply = [rp](caf::expected<order_view> r) mutable { deliver(rp, std::move(r)); };
+      // The promise is made only once the request is sure to be answered
+      // through it (returning an error after making it would lose the answer).
+      auto promise = [self] {
+        auto rp = self->make_response_promise<order_view>();
+        return order_reply{[rp](caf::expected<order_view> r) mutable { deliver(rp, std::move(r)); }};
+      };
       if (st.cart.status == "checked_out") { // idempotent: the order it made, as it is now
+        auto reply = promise();
         auto key = "order:" + st.cart.order_id;
         self->request(st.cfg.resolve(key), lookup_timeout, route_atom_v, key,
                       caf::make_message(get_order{cmd.who}))
           .await([reply](order_view& v) { reply(std::move(v)); },
                  [reply](caf::error& e) { reply(std::move(e)); });
-        return rp;
+        return caf::delegated<order_view>{};
       }
       if (st.cart.status != "open")
         return caf::make_error(errc::invalid_state, std::string{"cart is " + st.cart.status});
       if (st.cart.items.empty())
         return caf::make_error(errc::conflict, std::string{"cart is empty"});
-      checkout(self, std::move(cmd), std::move(reply));
-      return rp;
+      checkout(self, std::move(cmd), promise());
+      return caf::delegated<order_view>{};
     },
     [self](expire_atom) { expire_if_due(self); },
     [self](passivate_atom) { return agree_to_passivate(self); },

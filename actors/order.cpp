@@ -670,6 +670,11 @@ void advance(self_ptr self) {
   auto s = now < st.not_before_ms
              ? step::wait
              : next_step(st.data, now, st.cfg.payment_max_wait.count() * 1000);
+  if (s == step::wait) { // a queued payment, or a pause after a failure: wake up then
+    auto due = std::max(st.not_before_ms, st.data.retry_at_ms);
+    self->delayed_send(self, std::chrono::milliseconds{std::max<int64_t>(0, due - now) + 1},
+                       resume_atom_v);
+  }
   if (s == step::none || s == step::wait) {
     for (auto& rp : st.idle_waiters)
       rp.deliver(st.data.view);

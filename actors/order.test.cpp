@@ -2,6 +2,7 @@
 #include "actors/sku.hpp"
 
 #include "tests/support/deterministic.hpp"
+#include "tests/support/payment_double.hpp"
 
 #include <doctest/doctest.h>
 
@@ -11,42 +12,9 @@ using namespace std::chrono_literals;
 
 namespace {
 
-/// What the payment double does and what it was asked.
-struct payment_control {
-  std::string mode = "ok"; ///< ok, decline, down (unavailable), hold (no answer yet)
-  std::vector<payment_call> calls;
-  std::vector<caf::typed_response_promise<payment_outcome>> held;
-};
-
-caf::behavior payment_double(caf::event_based_actor* self, std::shared_ptr<payment_control> ctl) {
-  return {
-    [self, ctl](payment_call& c) -> caf::result<payment_outcome> {
-      ctl->calls.push_back(c);
-      if (ctl->mode == "down")
-        return caf::make_error(errc::unavailable, std::string{"both providers down"});
-      if (ctl->mode == "hold") {
-        auto rp = self->make_response_promise<payment_outcome>();
-        ctl->held.push_back(rp);
-        return rp;
-      }
-      if (c.op == "authorize")
-        return ctl->mode == "decline" ? payment_outcome{"primary", "declined", ""}
-                                      : payment_outcome{"primary", "authorized", "auth_1"};
-      static const std::map<std::string, std::string> done{
-        {"capture", "captured"}, {"void", "voided"}, {"refund", "refunded"}};
-      return payment_outcome{c.provider, done.at(c.op), c.authorization_id};
-    },
-    [ctl](ok_atom) { // the held calls are answered now (authorized)
-      for (auto& rp : ctl->held)
-        rp.deliver(payment_outcome{"primary", "authorized", "auth_9"});
-      ctl->held.clear();
-    },
-  };
-}
-
 struct saga_fixture : test::with_store_double {
-  std::shared_ptr<payment_control> pay = std::make_shared<payment_control>();
-  caf::actor payments = sys.spawn(payment_double, pay);
+  std::shared_ptr<test::payment_control> pay = std::make_shared<test::payment_control>();
+  caf::actor payments = sys.spawn(test::payment_double, pay);
   caf::actor directory;
 
   saga_fixture() {
@@ -227,6 +195,20 @@ TEST_CASE_FIXTURE(saga_fixture, "both providers down: pending with holds extende
   for (auto& c : pay->calls)
     if (c.op == "authorize")
       CHECK(c.idempotency_key == "o1:authorize");
+}
+
+TEST_CASE_FIXTURE(saga_fixture, "a crash while the payment is queued: the recovered order keeps waiting, then pays") {
+  pay->mode = "down";
+  REQUIRE(place("o1", 2));
+  REQUIRE(order("o1").payment_status == "queued");
+  crash("o1");
+  pay->mode = "ok";
+  self->send(directory, route_atom_v, std::string{"order:o1"}, caf::make_message(resume_atom_v));
+  settle();
+  CHECK(order("o1").status == "pending"); // its retry time has not come
+  advance_time(6s);
+  settle();
+  CHECK(order("o1").status == "paid");
 }
 
 TEST_CASE_FIXTURE(saga_fixture, "a payment queued past the maximum wait cancels the order and releases its stock") {

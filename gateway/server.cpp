@@ -287,7 +287,7 @@ json::object cart_json(const cart_view& c) {
           {"currency", c.currency},
           {"updated_at", rfc3339(c.updated_at_ms)},
           {"expires_at", rfc3339(c.expires_at_ms)},
-          {"order_id", c.order_id.empty() ? json::value{} : json::value{c.order_id}}};
+          {"order_id", c.order_id.empty() ? json::value(nullptr) : json::value(c.order_id)}};
 }
 
 json::object order_json(const order_view& o) {

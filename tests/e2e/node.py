@@ -115,3 +115,51 @@ class Node:
         except ValueError:
             parsed = data.decode()
         return r.status, parsed, r
+
+
+class FakeProvider:
+    """The project's fake payment provider (`emporium fake-provider`) as a process."""
+
+    def __init__(self, name="fake", **settings):
+        self.port = free_port()
+        self.name = name
+        self.settings = settings
+        self.proc = None
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def start(self):
+        args = [BIN, "fake-provider", "--listen", "127.0.0.1:%d" % self.port, "--name", self.name]
+        for k, v in self.settings.items():
+            args += ["--" + k.replace("_", "-"), str(v)]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                self.ledger()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("fake provider did not start")
+
+    def stop(self):
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+    def _call(self, method, path, body=None):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        c.request(method, path, body=json.dumps(body) if body is not None else None)
+        r = c.getresponse()
+        data = json.loads(r.read())
+        c.close()
+        return data
+
+    def configure(self, **settings):
+        return self._call("POST", "/admin/config", settings)
+
+    def ledger(self):
+        return self._call("GET", "/admin/ledger")

@@ -200,7 +200,12 @@ inline caf::actor spawn_directory(caf::actor_system& sys,
           a = spawn(key);
         self->delegate(a, std::move(msg));
       },
-      [=](const std::string& key) { entities->erase(key); }, // forget (after a crash)
+      [=](const std::string& key) { // a crash: the entity dies, the next use recovers it
+        if (auto i = entities->find(key); i != entities->end()) {
+          self->send_exit(i->second, caf::exit_reason::kill);
+          entities->erase(i);
+        }
+      },
     };
   };
   return sys.spawn(fn);

@@ -1,0 +1,185 @@
+// Orders against real PostgreSQL: a live saga's state equals its replay from
+// the stored stream, appends to one stream conflict, unfinished sagas are found.
+#include "actors/order.hpp"
+#include "actors/sku.hpp"
+#include "persistence/migrations.hpp"
+#include "persistence/pg_store.hpp"
+#include "protocols/errc.hpp"
+#include "protocols/ids.hpp"
+#include "protocols/type_ids.hpp"
+#include "tests/support/deterministic.hpp"
+#include "tests/support/payment_double.hpp"
+
+#include <caf/all.hpp>
+#include <doctest/doctest.h>
+#include <pqxx/pqxx>
+
+#include <cstdlib>
+#include <thread>
+
+using namespace emporium;
+using namespace emporium::protocols;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string migrated_database() {
+  auto* base = std::getenv("EMPORIUM_TEST_PG");
+  REQUIRE_MESSAGE(base != nullptr, "EMPORIUM_TEST_PG is not set: run through `make test`");
+  std::string dsn{base};
+  auto name = "pgorder_" + new_id("").substr(0, 12);
+  pqxx::connection c{dsn};
+  pqxx::nontransaction{c}.exec("CREATE DATABASE " + name);
+  dsn = dsn.substr(0, dsn.rfind('/') + 1) + name;
+  REQUIRE(persistence::migrate(dsn));
+  return dsn;
+}
+
+struct order_system {
+  struct config : caf::actor_system_config {
+    config() {
+      add_message_types<caf::id_block::emporium>();
+      set("logger.verbosity", caf::atom("quiet"));
+    }
+  };
+  config cfg;
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  std::string dsn = migrated_database();
+  store_actor store = persistence::spawn_pg_store(sys, {dsn, 2, std::chrono::milliseconds{5000}});
+  std::shared_ptr<test::payment_control> pay = std::make_shared<test::payment_control>();
+  caf::actor payments = sys.spawn(test::payment_double, pay);
+  caf::actor directory = test::spawn_directory(sys, [this](const std::string& key) {
+    auto id = key.substr(key.find(':') + 1);
+    if (key.rfind("sku:", 0) == 0)
+      return actors::spawn_sku(sys, id, store, {});
+    actors::order_config oc;
+    oc.resolve = [this](std::string_view) { return directory; };
+    oc.payments = payments;
+    oc.payment_retry = 50ms;
+    return actors::spawn_order(sys, id, store, oc);
+  });
+
+  ~order_system() {
+    self->send_exit(directory, caf::exit_reason::user_shutdown);
+    self->send_exit(payments, caf::exit_reason::user_shutdown);
+    self->send_exit(store, caf::exit_reason::user_shutdown);
+  }
+
+  template <class T>
+  caf::expected<T> ask(const std::string& key, caf::message msg) {
+    caf::expected<T> out{caf::make_error(errc::internal)};
+    self->request(directory, 10s, route_atom_v, key, std::move(msg))
+      .receive([&](T& x) { out = std::move(x); }, [&](caf::error& e) { out = std::move(e); });
+    return out;
+  }
+
+  /// The order once its status is `status` (the saga runs on its own).
+  order_view wait_for(const std::string& id, const std::string& status) {
+    order_view v;
+    for (int i = 0; i < 500; ++i) {
+      auto r = ask<order_view>("order:" + id, caf::make_message(get_order{{"ops-1", "ops"}}));
+      REQUIRE(r);
+      v = *r;
+      if (v.status == status)
+        break;
+      std::this_thread::sleep_for(10ms); // an integration test: the saga runs on real threads
+    }
+    REQUIRE(v.status == status);
+    return v;
+  }
+
+  /// Stops the order's actor and makes the directory forget it: the next
+  /// message recovers it from PostgreSQL.
+  void forget(const std::string& id) {
+    self->send(directory, "order:" + id);
+  }
+
+  entity_ids unsettled() {
+    entity_ids out;
+    self->request(caf::actor_cast<caf::actor>(store), 10s, find_unsettled{"order"})
+      .receive([&](entity_ids& x) { out = std::move(x); }, [&](caf::error&) {});
+    return out;
+  }
+};
+
+} // namespace
+
+TEST_CASE("a live order and its replay from PostgreSQL have identical state") {
+  order_system s;
+  REQUIRE(s.ask<stock_result>("sku:S1", caf::make_message(pair_atom_v, std::string{"w1"},
+                                                         caf::make_message(push_stock_level{5, 1}))));
+  auto placed = s.ask<order_view>(
+    "order:o1", caf::make_message(place_order{"crt_1", "alice", {{"S1", 2, 1500}}, "EUR", "card",
+                                              "tok", R"({"country":"DE","city":"Köln"})", "req"}));
+  REQUIRE(placed);
+  auto live = s.wait_for("o1", "paid");
+  auto cancelled = s.ask<order_view>("order:o1", caf::make_message(order_action{"cancel", {"alice", "customer"}}));
+  REQUIRE(cancelled);
+  live = *cancelled;
+  CHECK(live.payment_status == "refunded");
+  s.forget("o1");
+  auto replayed = s.ask<order_view>("order:o1", caf::make_message(get_order{{"alice", "customer"}}));
+  REQUIRE(replayed);
+  CHECK(*replayed == live);
+  auto events = s.ask<std::vector<domain_event>>("order:o1",
+                                                 caf::make_message(get_order_events{{"alice", "customer"}}));
+  REQUIRE(events);
+  CHECK(static_cast<int64_t>(events->size()) == live.version);
+  for (size_t i = 0; i < events->size(); ++i)
+    CHECK((*events)[i].event_version == static_cast<int64_t>(i + 1));
+  // The stored row agrees, and the token is gone once used.
+  pqxx::connection c{s.dsn};
+  pqxx::nontransaction tx{c};
+  auto row = tx.exec("SELECT status, version, state::text FROM entity_state "
+                     "WHERE aggregate_type = 'order' AND aggregate_id = 'o1'");
+  CHECK(row[0][0].as<std::string>() == "cancelled");
+  CHECK(row[0][1].as<int64_t>() == live.version);
+  CHECK(row[0][2].as<std::string>() == R"({"saga": "settled"})");
+  CHECK(tx.exec("SELECT status FROM stock_holds WHERE reservation_id = 'o1.1'")[0][0].as<std::string>()
+        == "released");
+}
+
+TEST_CASE("two appends to one order stream built on the same version: exactly one lands") {
+  order_system s;
+  auto event = [](int64_t v) {
+    return domain_event{new_uuid(), v == 1 ? "order_placed" : "order_cancelled", "o1", "order",
+                        v, 0, "{}", "c", "", "u", "n"};
+  };
+  entity_write first{0, {"order", "o1", 1, "alice", "pending", "{}", 0}, {event(1)}};
+  caf::expected<ok_atom> r{caf::make_error(errc::internal)};
+  s.self->request(caf::actor_cast<caf::actor>(s.store), 10s, first)
+    .receive([&](ok_atom) { r = ok_atom_v; }, [&](caf::error& e) { r = e; });
+  REQUIRE(r);
+  entity_write a{1, {"order", "o1", 2, "alice", "cancelled", "{}", 0}, {event(2)}};
+  entity_write b{1, {"order", "o1", 2, "alice", "paid", "{}", 0}, {event(2)}};
+  auto ha = s.self->request(caf::actor_cast<caf::actor>(s.store), 10s, a);
+  auto hb = s.self->request(caf::actor_cast<caf::actor>(s.store), 10s, b);
+  int ok = 0, conflicts = 0;
+  for (auto* h : {&ha, &hb})
+    h->receive([&](ok_atom) { ++ok; },
+               [&](caf::error& e) { conflicts += to_errc(e) == errc::conflict ? 1 : 0; });
+  CHECK(ok == 1);
+  CHECK(conflicts == 1);
+  pqxx::connection c{s.dsn};
+  CHECK(pqxx::nontransaction{c}
+          .exec("SELECT count(*) FROM events WHERE aggregate_type = 'order'")[0][0]
+          .as<int64_t>()
+        == 2);
+}
+
+TEST_CASE("an order waiting for a provider is unsettled until its saga ends") {
+  order_system s;
+  REQUIRE(s.ask<stock_result>("sku:S1", caf::make_message(pair_atom_v, std::string{"w1"},
+                                                         caf::make_message(push_stock_level{5, 1}))));
+  s.pay->mode = "down";
+  REQUIRE(s.ask<order_view>("order:o1", caf::make_message(place_order{"crt_1", "alice", {{"S1", 1, 100}},
+                                                                       "EUR", "card", "tok", "{}", "r"})));
+  s.wait_for("o1", "pending");
+  auto waiting = s.unsettled();
+  CHECK(waiting.ids == std::vector<std::string>{"o1"});
+  auto cancelled = s.ask<order_view>("order:o1", caf::make_message(order_action{"cancel", {"ops-1", "ops"}}));
+  REQUIRE(cancelled);
+  CHECK(cancelled->status == "cancelled");
+  CHECK(s.unsettled().ids.empty());
+}
