@@ -12,10 +12,11 @@ DUR=${BENCH_SECONDS:-10}
 CONNS=${BENCH_CONNECTIONS:-64}
 port=${BENCH_PG_PORT:-55441}
 data=$(mktemp -d /tmp/emporium-bench-pg.XXXXXX)
-node_pid=""; hello_pid=""
+node_pid=""; hello_pid=""; fake_pid=""
 cleanup() {
   [ -n "$node_pid" ] && kill -TERM "$node_pid" 2>/dev/null && wait "$node_pid" 2>/dev/null || true
   [ -n "$hello_pid" ] && kill "$hello_pid" 2>/dev/null || true
+  [ -n "$fake_pid" ] && kill "$fake_pid" 2>/dev/null || true
   "$root/scripts/pg.sh" stop "$data/pg" "$port" || true
   rm -rf "$data"
 }
@@ -25,7 +26,10 @@ PG="postgresql://postgres@127.0.0.1:$port/emporium"
 export EMPORIUM_JWT_SECRET=bench-secret
 HTTP_PORT=18090
 IO_THREADS=${BENCH_IO_THREADS:-2}
+build/emporium fake-provider --listen 127.0.0.1:18098 --name bench >/dev/null &
+fake_pid=$!
 EMPORIUM_PG=$PG EMPORIUM_HTTP=127.0.0.1:$HTTP_PORT EMPORIUM_IO_THREADS=$IO_THREADS \
+  EMPORIUM_PAYMENT_PRIMARY=http://127.0.0.1:18098 \
   EMPORIUM_LOG_FORMAT=text SPDLOG_LEVEL=warn \
   build/emporium serve >/dev/null &
 node_pid=$!
@@ -73,17 +77,24 @@ SQL
 pg=$(pgbench -n -c "$CONNS" -j 2 -T "$DUR" -f "$data/reserve.sql" "$PG" 2>&1 | grep -E "^tps" | head -1)
 echo "$pg"
 
+echo "== checkouts end to end (fake provider, zero latency)"
+chk=$(python3 bench/checkout.py $HTTP_PORT "$PG" "$OPS" "$CUST" "${BENCH_CHECKOUTS:-2000}" 32)
+echo "$chk"
+
 res_rps=$(echo "$res" | field rps)
 pg_tps=$(echo "$pg" | sed -n 's/tps = \([0-9.]*\).*/\1/p')
 hello_rps=$(echo "$hello" | field rps)
 python3 - "$res_rps" "$pg_tps" "$read_max" "$hello_rps" "$(echo "$paced" | field p50_ms)" \
-  "$(echo "$paced" | field p99_ms)" "$(echo "$res" | field p50_ms)" "$(echo "$res" | field p99_ms)" <<'PY'
+  "$(echo "$paced" | field p99_ms)" "$(echo "$res" | field p50_ms)" "$(echo "$res" | field p99_ms)" \
+  "$(echo "$chk" | field checkout_rps)" "$(echo "$chk" | field saga_p50_ms)" "$(echo "$chk" | field saga_p99_ms)" \
+  "$(echo "$chk" | field accept_p50_ms)" "$(echo "$chk" | field accept_p99_ms)" <<'PY'
 import sys
-res, pg, reads, hello, p50, p99, rp50, rp99 = map(float, sys.argv[1:])
+res, pg, reads, hello, p50, p99, rp50, rp99, chk, s50, s99, a50, a99 = map(float, sys.argv[1:])
 print()
 print("| measure | value | baseline | ratio | target |")
 print("|---|---|---|---|---|")
 print("| hot-SKU reservations/s (p50 %.2f ms, p99 %.2f ms) | %.0f | pgbench %.0f tps | %.1fx | >= 20x |" % (rp50, rp99, res, pg, res / pg))
 print("| cached pair reads/s | %.0f | Beast hello %.0f req/s | %.0f%% | >= 50%% |" % (reads, hello, 100 * reads / hello))
 print("| read latency at 70%% of max | p50 %.2f ms | p99 %.2f ms | | p99 <= 5 ms |" % (p50, p99))
+print("| checkouts/s end to end (202 p50 %.2f / p99 %.2f ms) | %.0f | saga p50 %.2f ms | p99 %.2f ms | |" % (a50, a99, chk, s50, s99))
 PY
