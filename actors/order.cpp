@@ -274,7 +274,7 @@ void write(self_ptr self, std::vector<new_event> evs, const event_origin& origin
         for (auto& e : out) {
           if (auto i = m.by_event.find(e.event_type); i != m.by_event.end())
             i->second->Increment();
-          log()->info("event={} order_id={} version={}", e.event_type, e.aggregate_id,
+          log()->debug("event={} order_id={} version={}", e.event_type, e.aggregate_id,
                       e.event_version);
         }
         self->state.data = std::move(next);
@@ -349,8 +349,7 @@ void retry_later(self_ptr self, const char* what, const caf::error& err) {
   log()->warn("event=order_step_deferred order_id={} step={} error={}", st.data.view.order_id,
               what, to_string(to_errc(err)));
   st.not_before_ms = st.clock.now_ms(self) + st.cfg.payment_retry.count();
-  self->delayed_send(self, st.cfg.payment_retry, resume_atom_v);
-  step_done(self);
+  step_done(self); // advance() arms the timer for not_before_ms
 }
 
 /// Writes `evs` as the outcome of a step, then goes on (or retries later).
@@ -443,17 +442,14 @@ void defer_payment(self_ptr self, const caf::error& err) {
                               {{"attempt", attempt},
                                {"retry_at_ms", retry_at},
                                {"reason", std::string{to_string(to_errc(err))}}}}};
-  if (d.holds_expire_at_ms >= hold_until) {
-    self->delayed_send(self, std::chrono::milliseconds{delay + 1}, resume_atom_v);
-    return record(self, "defer_payment", std::move(evs));
-  }
+  if (d.holds_expire_at_ms >= hold_until)
+    return record(self, "defer_payment", std::move(evs)); // advance() arms the retry timer
   auto asks = per_allocation(self, [&](const order_allocation& a) {
     return extend_hold{a.reservation_id, hold_until, d.view.owner, "saga:" + d.view.order_id};
   });
-  gather<stock_result>(self, std::move(asks), [self, evs, hold_until, delay](std::vector<caf::expected<stock_result>>) mutable {
+  gather<stock_result>(self, std::move(asks), [self, evs, hold_until](std::vector<caf::expected<stock_result>>) mutable {
     // A hold that could not be extended shows up at commit (then the order fails).
     evs.push_back({"holds_extended", {{"expires_at_ms", hold_until}}});
-    self->delayed_send(self, std::chrono::milliseconds{delay + 1}, resume_atom_v);
     record(self, "defer_payment", std::move(evs));
   });
 }
@@ -477,21 +473,19 @@ void authorize(self_ptr self) {
       });
 }
 
-/// Commits, voids, captures, refunds, releases, restocks: a pair op per
-/// allocation or one provider call; `ok` lists what counts as done.
+/// One pair op per allocation (commit, release, restock), then `done_event`.
+/// A hold that is gone (`not_found`) fails the order with `gone_reason`, or,
+/// with none, counts as done (released or shipped before a crash).
 void pair_step(self_ptr self, const char* what,
                std::vector<std::pair<std::string, caf::message>> asks, new_event done_event,
-               errc fail_on, const char* fail_reason) {
-  gather<stock_result>(self, std::move(asks), [self, what, done_event, fail_on, fail_reason](
+               const char* gone_reason) {
+  gather<stock_result>(self, std::move(asks), [self, what, done_event, gone_reason](
                                                 std::vector<caf::expected<stock_result>> rs) mutable {
     for (auto& r : rs) {
-      if (r)
+      if (r || (to_errc(r.error()) == errc::not_found && gone_reason == nullptr))
         continue;
-      auto code = to_errc(r.error());
-      if (fail_reason != nullptr && code == fail_on)
-        return fail_order(self, fail_reason);
-      if (fail_reason == nullptr && code == fail_on)
-        continue; // already done before a crash, or nothing left to undo
+      if (to_errc(r.error()) == errc::not_found)
+        return fail_order(self, gone_reason);
       return retry_later(self, what, r.error());
     }
     record(self, what, {std::move(done_event)});
@@ -533,7 +527,7 @@ void run_step(self_ptr self, step s) {
       return pair_step(self, "commit", per_allocation(self, [&](const order_allocation& a) {
                          return commit_stock{a.reservation_id, owner, corr};
                        }),
-                       {"stock_committed", {}}, errc::not_found, "hold_expired");
+                       {"stock_committed", {}}, "hold_expired");
     case step::capture:
       return provider_step(self, "capture", "order_paid");
     case step::void_payment:
@@ -544,13 +538,13 @@ void run_step(self_ptr self, step s) {
       return pair_step(self, "release", per_allocation(self, [&](const order_allocation& a) {
                          return release_stock{a.reservation_id, owner, corr, true};
                        }),
-                       {"stock_released", {}}, errc::not_found, nullptr);
+                       {"stock_released", {}}, nullptr);
     case step::restock:
       return pair_step(self, "restock", per_allocation(self, [&](const order_allocation& a) {
                          return adjust_stock{a.quantity, "order " + d.view.order_id + " returned",
                                              owner, corr};
                        }),
-                       {"stock_restocked", {}}, errc::internal, nullptr);
+                       {"stock_restocked", {}}, nullptr);
     case step::none:
     case step::wait:
       st.busy = false;

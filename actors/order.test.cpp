@@ -93,7 +93,7 @@ struct saga_fixture : test::with_store_double {
     return *l;
   }
 
-  std::vector<std::string> ops(const char* prefix = "") {
+  std::vector<std::string> ops() {
     std::vector<std::string> out;
     for (auto& c : pay->calls)
       out.push_back(c.op + ":" + c.idempotency_key);
@@ -247,8 +247,8 @@ TEST_CASE_FIXTURE(saga_fixture, "a crash while the payment is under way resumes 
 
 TEST_CASE_FIXTURE(saga_fixture, "a crash after authorization resumes with commit and capture, never a second authorize") {
   pay->mode = "ok";
-  auto pending = send_request(directory, caf::make_message(route_atom_v, std::string{"order:o1"},
-    caf::make_message(place_order{"crt_1", "alice", {{"S1", 1, 1000}}, "EUR", "card", "tok", "{}", "r"})));
+  static_cast<void>(send_request(directory, caf::make_message(route_atom_v, std::string{"order:o1"},
+    caf::make_message(place_order{"crt_1", "alice", {{"S1", 1, 1000}}, "EUR", "card", "tok", "{}", "r"}))));
   // Answer writes one by one until payment_authorized landed, then crash.
   run();
   while (event_types("o1").empty() || event_types("o1").back() != "payment_authorized")
@@ -365,7 +365,6 @@ TEST_CASE_FIXTURE(saga_fixture, "a failed store write changes nothing and the st
 }
 
 TEST_CASE("replaying the events gives the state the live actor had") {
-  test::with_store_double d;
   saga_fixture f;
   REQUIRE(f.place("o1", 4));
   REQUIRE(f.act("o1", "cancel"));

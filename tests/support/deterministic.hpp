@@ -196,12 +196,15 @@ inline caf::actor spawn_directory(caf::actor_system& sys,
     return {
       [=](protocols::route_atom, const std::string& key, caf::message& msg) {
         auto& a = (*entities)[key];
-        if (!a)
+        if (!a) {
           a = spawn(key);
+          self->link_to(a); // they stop with the directory
+        }
         self->delegate(a, std::move(msg));
       },
       [=](const std::string& key) { // a crash: the entity dies, the next use recovers it
         if (auto i = entities->find(key); i != entities->end()) {
+          self->unlink_from(i->second);
           self->send_exit(i->second, caf::exit_reason::kill);
           entities->erase(i);
         }
