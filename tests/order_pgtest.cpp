@@ -9,6 +9,7 @@
 #include "protocols/type_ids.hpp"
 #include "tests/support/deterministic.hpp"
 #include "tests/support/payment_double.hpp"
+#include "tests/support/pg.hpp"
 
 #include <caf/all.hpp>
 #include <doctest/doctest.h>
@@ -23,29 +24,11 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::string migrated_database() {
-  auto* base = std::getenv("EMPORIUM_TEST_PG");
-  REQUIRE_MESSAGE(base != nullptr, "EMPORIUM_TEST_PG is not set: run through `make test`");
-  std::string dsn{base};
-  auto name = "pgorder_" + new_id("").substr(0, 12);
-  pqxx::connection c{dsn};
-  pqxx::nontransaction{c}.exec("CREATE DATABASE " + name);
-  dsn = dsn.substr(0, dsn.rfind('/') + 1) + name;
-  REQUIRE(persistence::migrate(dsn));
-  return dsn;
-}
-
 struct order_system {
-  struct config : caf::actor_system_config {
-    config() {
-      add_message_types<caf::id_block::emporium>();
-      set("logger.verbosity", caf::atom("quiet"));
-    }
-  };
-  config cfg;
+  test::pg_system_config cfg;
   caf::actor_system sys{cfg};
   caf::scoped_actor self{sys};
-  std::string dsn = migrated_database();
+  std::string dsn = test::fresh_database("pgorder_");
   store_actor store = persistence::spawn_pg_store(sys, {dsn, 2, std::chrono::milliseconds{5000}});
   std::shared_ptr<test::payment_control> pay = std::make_shared<test::payment_control>();
   caf::actor payments = sys.spawn(test::payment_double, pay);

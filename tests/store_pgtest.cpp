@@ -6,6 +6,7 @@
 #include "protocols/errc.hpp"
 #include "protocols/ids.hpp"
 #include "protocols/type_ids.hpp"
+#include "tests/support/pg.hpp"
 
 #include <caf/all.hpp>
 #include <doctest/doctest.h>
@@ -19,23 +20,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::string server_dsn() {
-  auto* dsn = std::getenv("EMPORIUM_TEST_PG");
-  REQUIRE_MESSAGE(dsn != nullptr, "EMPORIUM_TEST_PG is not set: run through `make test`");
-  return dsn;
-}
-
-/// A fresh database on the test server, migrated.
-std::string fresh_database() {
-  auto base = server_dsn();
-  auto name = "pgtest_" + new_id("").substr(0, 12);
-  pqxx::connection c{base};
-  pqxx::nontransaction tx{c};
-  tx.exec("CREATE DATABASE " + name);
-  auto dsn = base.substr(0, base.rfind('/') + 1) + name;
-  REQUIRE(persistence::migrate(dsn));
-  return dsn;
-}
+using test::fresh_database;
+using test::server_dsn;
 
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -51,13 +37,7 @@ std::string scalar(const std::string& dsn, const std::string& sql) {
 }
 
 struct system_fixture {
-  struct config : caf::actor_system_config {
-    config() {
-      add_message_types<caf::id_block::emporium>();
-      set("logger.verbosity", caf::atom("quiet"));
-    }
-  };
-  config cfg;
+  test::pg_system_config cfg;
   caf::actor_system sys{cfg};
   caf::scoped_actor self{sys};
   std::string dsn = fresh_database();
