@@ -10,6 +10,7 @@
 #include "payments/fake_provider.hpp"
 #include "persistence/embedded_kafka.hpp"
 #include "persistence/migrations.hpp"
+#include "persistence/outbox_relay.hpp"
 #include "persistence/pg_store.hpp"
 #include "protocols/errc.hpp"
 #include "protocols/logging.hpp"
@@ -54,6 +55,11 @@ Options of serve (each also an environment variable; a flag wins):
                                                    [postgresql://postgres@127.0.0.1:55432/emporium]
   --kafka SERVERS|embedded   EMPORIUM_KAFKA        Kafka bootstrap servers, or `embedded` for the
                                                    in-process development broker [embedded]
+  --kafka-properties K=V;...  EMPORIUM_KAFKA_PROPERTIES  extra librdkafka settings for a real
+                                                   cluster, e.g. security.protocol=SASL_SSL;sasl.mechanism=PLAIN
+  --kafka-partitions N       EMPORIUM_KAFKA_PARTITIONS  partitions of topics the node creates [6]
+  --kafka-timeout-ms MS      EMPORIUM_KAFKA_TIMEOUT_MS  an event not acknowledged by Kafka by then
+                                                   is sent again in a later round [5000]
   --jwt-secret SECRET        EMPORIUM_JWT_SECRET   HS256 secret of bearer tokens (required outside dev)
   --node-id ID               EMPORIUM_NODE_ID      this node's id in events and logs [node-1]
   --io-threads N             EMPORIUM_IO_THREADS   HTTP I/O threads [max(2, cores/2); 1 on 1 core]
@@ -307,14 +313,38 @@ int serve_command(const options& o) {
     return 1;
   }
 
+  auto kafka_partitions = o.number("--kafka-partitions", "EMPORIUM_KAFKA_PARTITIONS", 6);
+  auto kafka_timeout = o.number("--kafka-timeout-ms", "EMPORIUM_KAFKA_TIMEOUT_MS", 5000);
+  if (!kafka_partitions || !kafka_timeout)
+    return 2;
+  persistence::outbox_config outbox_cfg;
+  outbox_cfg.dsn = pg;
+  outbox_cfg.node = node;
+  outbox_cfg.partitions = static_cast<int>(std::max<int64_t>(1, *kafka_partitions));
+  outbox_cfg.delivery_timeout = std::chrono::milliseconds{std::max<int64_t>(100, *kafka_timeout)};
+  {
+    std::stringstream props{o.get("--kafka-properties", "EMPORIUM_KAFKA_PROPERTIES", "")};
+    for (std::string kv; std::getline(props, kv, ';');) {
+      auto eq = kv.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        std::cerr << "emporium: --kafka-properties takes key=value;key=value, got '" << kv << "'\n";
+        return 2;
+      }
+      outbox_cfg.kafka_properties.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+    }
+  }
   std::unique_ptr<persistence::embedded_kafka> broker;
   if (kafka == "embedded") {
-    auto started = persistence::embedded_kafka::start();
+    auto started = persistence::embedded_kafka::start(1, outbox_cfg.partitions);
     if (!started)
       return 1;
     broker = std::move(*started);
     kafka = broker->bootstrap_servers();
+    outbox_cfg.create_topics = false; // created by the mock cluster
+    std::cout << "embedded Kafka (in-memory development broker, not durable): " << kafka
+              << "\n  read it with: kcat -b " << kafka << " -C -t inventory" << std::endl;
   }
+  outbox_cfg.bootstrap = kafka;
 
   caf::actor_system_config cfg;
   cfg.add_message_types<caf::id_block::emporium>();
@@ -376,6 +406,7 @@ int serve_command(const options& o) {
       }}}};
   router_ptr = &router;
   resume_sagas(sys, store, router);
+  auto relay = persistence::spawn_outbox_relay(sys, outbox_cfg);
 
   gateway::gateway_config gcfg;
   gcfg.address = http.substr(0, colon);
@@ -392,6 +423,7 @@ int serve_command(const options& o) {
                                  store, stock_cfg.view}};
   auto port = server.start();
   if (!port) {
+    caf::anon_send_exit(relay, caf::exit_reason::user_shutdown);
     router.stop();
     caf::anon_send_exit(payment_adapter, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(store, caf::exit_reason::user_shutdown);
@@ -407,6 +439,7 @@ int serve_command(const options& o) {
   log->info("event=node_stopping signal={}", sig);
   server.stop(std::chrono::seconds{10}); // finish in-flight requests
   router.stop();                         // entities answer nothing new
+  caf::anon_send_exit(relay, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(payment_adapter, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(store, caf::exit_reason::user_shutdown);
   log->info("event=node_stopped node={}", node);

@@ -2,6 +2,7 @@
 #include "gateway/server.hpp"
 
 #include "gateway/jwt.hpp"
+#include "protocols/envelope.hpp"
 #include "protocols/errc.hpp"
 #include "protocols/ids.hpp"
 #include "protocols/logging.hpp"
@@ -68,16 +69,6 @@ int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
            std::chrono::system_clock::now().time_since_epoch())
     .count();
-}
-
-std::string rfc3339(int64_t ms) {
-  std::time_t secs = ms / 1000;
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[40];
-  auto n = std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-  std::snprintf(buf + n, sizeof(buf) - n, ".%03dZ", static_cast<int>(ms % 1000));
-  return buf;
 }
 
 http::status status_of(errc e) {
@@ -324,20 +315,9 @@ json::object order_json(const order_view& o) {
 }
 
 /// An event in the contract's envelope.
-json::object event_json(const domain_event& e) {
-  json::error_code ec;
-  auto data = json::parse(e.data_json, ec);
-  return {{"eventId", e.event_id},
-          {"eventType", e.event_type},
-          {"aggregateId", e.aggregate_id},
-          {"aggregateType", e.aggregate_type},
-          {"eventVersion", e.event_version},
-          {"eventTime", rfc3339(e.event_time_ms)},
-          {"data", ec ? json::value{json::object{}} : std::move(data)},
-          {"metadata", json::object{{"correlationId", e.correlation_id},
-                                    {"causationId", e.causation_id},
-                                    {"userId", e.user_id},
-                                    {"node", e.node}}}};
+/// The contract's envelope, from the one writer the Kafka relay uses too.
+json::value event_json(const domain_event& e) {
+  return json::parse(envelope_json(e));
 }
 
 json::object reservation_json(const reservation& r) {

@@ -83,7 +83,7 @@ struct provider_metrics {
 
 struct provider {
   provider_config cfg;
-  breaker gate;
+  protocols::breaker gate;
   std::shared_ptr<provider_metrics> m;
 };
 
@@ -107,8 +107,9 @@ struct adapter_state {
 using self_ptr = caf::stateful_actor<adapter_state>*;
 
 void observe_breaker(provider& p, caf::actor_clock::time_point now) {
+  using state = protocols::breaker::state;
   auto s = p.gate.current(now);
-  p.m->breaker_state->Set(s == breaker::state::closed ? 0 : s == breaker::state::open ? 1 : 2);
+  p.m->breaker_state->Set(s == state::closed ? 0 : s == state::open ? 1 : 2);
 }
 
 /// The provider index for `call` now, or npos when every candidate is open.

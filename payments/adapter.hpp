@@ -1,6 +1,6 @@
 #pragma once
 
-#include "payments/breaker.hpp"
+#include "protocols/breaker.hpp"
 #include "payments/transport.hpp"
 
 #include <caf/fwd.hpp>
@@ -19,7 +19,7 @@ struct provider_config {
 
 struct adapter_config {
   std::vector<provider_config> providers; ///< in order of preference
-  breaker_config breaker;                 ///< one breaker per provider
+  protocols::breaker_config breaker;                 ///< one breaker per provider
   int max_attempts = 3;                   ///< per call, on transient errors only
   std::chrono::milliseconds backoff_base{50};
   std::chrono::milliseconds backoff_max{1000};

@@ -6,9 +6,11 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include <algorithm>
+
 namespace emporium::persistence {
 
-caf::expected<std::unique_ptr<embedded_kafka>> embedded_kafka::start(int brokers) {
+caf::expected<std::unique_ptr<embedded_kafka>> embedded_kafka::start(int brokers, int partitions) {
   char err[512];
   auto* conf = rd_kafka_conf_new();
   auto n = std::to_string(brokers);
@@ -26,11 +28,26 @@ caf::expected<std::unique_ptr<embedded_kafka>> embedded_kafka::start(int brokers
   }
   std::unique_ptr<embedded_kafka> self{new embedded_kafka};
   self->handle_ = rk;
-  self->bootstrap_ = rd_kafka_mock_cluster_bootstraps(rd_kafka_handle_mock_cluster(rk));
+  self->brokers_ = brokers;
+  auto* cluster = rd_kafka_handle_mock_cluster(rk);
+  self->bootstrap_ = rd_kafka_mock_cluster_bootstraps(cluster);
+  for (auto* topic : {"inventory", "orders", "carts", "analytics"})
+    rd_kafka_mock_topic_create(cluster, topic, partitions, std::min(brokers, 3));
   log()->info("event=embedded_kafka_started bootstrap={} note=\"librdkafka mock cluster: "
               "in-memory development broker, not durable\"",
               self->bootstrap_);
   return self;
+}
+
+void embedded_kafka::set_brokers_up(bool up) {
+  auto* cluster = rd_kafka_handle_mock_cluster(handle_);
+  for (int id = 1; id <= brokers_; ++id) {
+    if (up)
+      rd_kafka_mock_broker_set_up(cluster, id);
+    else
+      rd_kafka_mock_broker_set_down(cluster, id);
+  }
+  log()->warn("event=embedded_kafka_brokers state={}", up ? "up" : "down");
 }
 
 embedded_kafka::~embedded_kafka() {

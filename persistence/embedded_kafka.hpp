@@ -14,16 +14,24 @@ namespace emporium::persistence {
 /// clusters are reached with the same client code by giving bootstrap servers.
 class embedded_kafka {
 public:
-  static caf::expected<std::unique_ptr<embedded_kafka>> start(int brokers = 1);
+  /// Starts `brokers` brokers and creates the contract's topics (inventory,
+  /// orders, carts, analytics) with `partitions` partitions each.
+  static caf::expected<std::unique_ptr<embedded_kafka>> start(int brokers = 1,
+                                                               int partitions = 4);
   ~embedded_kafka();
 
   /// Bootstrap servers of the mock cluster, e.g. "127.0.0.1:39027".
   const std::string& bootstrap_servers() const noexcept { return bootstrap_; }
 
+  /// Takes every broker down (connections refused, as in an outage) or up:
+  /// how tests simulate Kafka being unreachable.
+  void set_brokers_up(bool up);
+
 private:
   embedded_kafka() = default;
   ::rd_kafka_s* handle_ = nullptr;
   std::string bootstrap_;
+  int brokers_ = 0;
 };
 
 } // namespace emporium::persistence

@@ -79,5 +79,6 @@ CAF_ADD_ATOM(emporium, emporium::protocols, sweep_atom, "sweep")
 CAF_ADD_ATOM(emporium, emporium::protocols, ok_atom, "ok")
 CAF_ADD_ATOM(emporium, emporium::protocols, ping_atom, "ping")
 CAF_ADD_ATOM(emporium, emporium::protocols, resume_atom, "resume")
+CAF_ADD_ATOM(emporium, emporium::protocols, tick_atom, "tick")
 
 CAF_END_TYPE_ID_BLOCK(emporium)

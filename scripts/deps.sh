@@ -8,7 +8,7 @@ packages=(
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libpqxx-dev librdkafka-dev libspdlog-dev doctest-dev libssl-dev prometheus-cpp-dev
   postgresql
-  python3 curl
+  python3 curl kcat
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,6 +1,6 @@
-#include "payments/breaker.hpp"
+#include "protocols/breaker.hpp"
 
-namespace emporium::payments {
+namespace emporium::protocols {
 
 void breaker::forget_before(time_point cutoff) {
   while (!calls_.empty() && calls_.front().first < cutoff) {
@@ -74,4 +74,4 @@ std::string_view to_string(breaker::state s) noexcept {
   return "unknown";
 }
 
-} // namespace emporium::payments
+} // namespace emporium::protocols

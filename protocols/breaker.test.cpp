@@ -1,8 +1,8 @@
-#include "payments/breaker.hpp"
+#include "protocols/breaker.hpp"
 
 #include <doctest/doctest.h>
 
-using namespace emporium::payments;
+using namespace emporium::protocols;
 using namespace std::chrono_literals;
 using state = breaker::state;
 

@@ -5,7 +5,7 @@
 #include <deque>
 #include <string_view>
 
-namespace emporium::payments {
+namespace emporium::protocols {
 
 struct breaker_config {
   std::chrono::milliseconds window{10000};       ///< calls older than this are forgotten
@@ -58,4 +58,4 @@ private:
 
 std::string_view to_string(breaker::state s) noexcept;
 
-} // namespace emporium::payments
+} // namespace emporium::protocols
