@@ -10,6 +10,12 @@
 
 namespace emporium::persistence {
 
+void route_kafka_logs(rd_kafka_conf_t* conf) {
+  rd_kafka_conf_set_log_cb(conf, [](const rd_kafka_t*, int, const char* facility, const char* line) {
+    log()->warn("event=kafka_client facility={} detail=\"{}\"", facility, line);
+  });
+}
+
 caf::expected<std::unique_ptr<embedded_kafka>> embedded_kafka::start(int brokers, int partitions) {
   char err[512];
   auto* conf = rd_kafka_conf_new();
@@ -21,6 +27,7 @@ caf::expected<std::unique_ptr<embedded_kafka>> embedded_kafka::start(int brokers
     return caf::make_error(errc::unavailable);
   }
   rd_kafka_conf_set(conf, "log_level", "3", err, sizeof(err));
+  route_kafka_logs(conf);
   auto* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
   if (rk == nullptr) {
     log()->error("event=embedded_kafka_failed detail=\"{}\"", err);

@@ -6,6 +6,7 @@
 #include <string>
 
 struct rd_kafka_s;
+struct rd_kafka_conf_s;
 
 namespace emporium::persistence {
 
@@ -33,5 +34,9 @@ private:
   std::string bootstrap_;
   int brokers_ = 0;
 };
+
+/// Sends librdkafka's own log lines (a broker unreachable, ...) to the
+/// persistence logger at warn, instead of raw lines on stderr.
+void route_kafka_logs(::rd_kafka_conf_s* conf);
 
 } // namespace emporium::persistence

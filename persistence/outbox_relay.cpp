@@ -1,5 +1,6 @@
 #include "persistence/outbox_relay.hpp"
 
+#include "persistence/embedded_kafka.hpp"
 #include "persistence/log.hpp"
 #include "persistence/pg_store.hpp"
 #include "protocols/envelope.hpp"
@@ -118,6 +119,7 @@ public:
         return nullptr;
       }
     }
+    route_kafka_logs(conf);
     rd_kafka_conf_set_dr_msg_cb(conf, [](rd_kafka_t*, const rd_kafka_message_t* m, void*) {
       *static_cast<char*>(m->_private) = m->err == RD_KAFKA_RESP_ERR_NO_ERROR ? 1 : 2;
     });
@@ -131,13 +133,21 @@ public:
     return p;
   }
 
-  /// Creates the contract's topics; "already exists" is success.
+  /// Creates those of the contract's topics the cluster lacks.
   void create_topics(int partitions, int replication) {
-    const char* names[] = {"inventory", "orders", "carts", "analytics"};
+    std::vector<std::string> missing{"inventory", "orders", "carts", "analytics"};
+    const rd_kafka_metadata_t* md = nullptr;
+    if (rd_kafka_metadata(rk_, 1, nullptr, &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      for (int i = 0; i < md->topic_cnt; ++i)
+        std::erase(missing, std::string{md->topics[i].topic});
+      rd_kafka_metadata_destroy(md);
+    }
+    if (missing.empty())
+      return;
     std::vector<rd_kafka_NewTopic_t*> topics;
     char err[512];
-    for (auto* name : names)
-      topics.push_back(rd_kafka_NewTopic_new(name, partitions, replication, err, sizeof(err)));
+    for (auto& name : missing)
+      topics.push_back(rd_kafka_NewTopic_new(name.c_str(), partitions, replication, err, sizeof(err)));
     auto* queue = rd_kafka_queue_new(rk_);
     auto* options = rd_kafka_AdminOptions_new(rk_, RD_KAFKA_ADMIN_OP_CREATETOPICS);
     rd_kafka_AdminOptions_set_operation_timeout(options, 5000, err, sizeof(err));

@@ -13,6 +13,8 @@
 #include "protocols/envelope.hpp"
 
 #include <librdkafka/rdkafka.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
 
 #include <unistd.h>
 
@@ -33,6 +35,8 @@ std::map<std::string, std::string> flags(int argc, char** argv) {
 }
 
 int mock(std::map<std::string, std::string> f) {
+  // stdout is the protocol with the test: logs go to stderr.
+  spdlog::set_default_logger(spdlog::stderr_logger_mt("kafka_tool"));
   int brokers = f.count("--brokers") ? std::stoi(f["--brokers"]) : 1;
   int partitions = f.count("--partitions") ? std::stoi(f["--partitions"]) : 4;
   auto cluster = emporium::persistence::embedded_kafka::start(brokers, partitions);

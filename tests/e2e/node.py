@@ -5,6 +5,7 @@ import os
 import random
 import socket
 import subprocess
+import tempfile
 import time
 
 BIN = os.environ.get("EMPORIUM_BIN", "build/emporium")
@@ -77,7 +78,8 @@ class Node:
                    EMPORIUM_JWT_SECRET=SECRET, EMPORIUM_KAFKA="embedded",
                    EMPORIUM_LOG_FORMAT="text", SPDLOG_LEVEL="warn")
         env.update(self.extra)
-        self.proc = subprocess.Popen([BIN, "serve"], env=env, stdout=subprocess.DEVNULL)
+        self.out = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen([BIN, "serve"], env=env, stdout=self.out)
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
@@ -87,11 +89,28 @@ class Node:
                 time.sleep(0.05)
         raise RuntimeError("node did not start")
 
+    def kafka_bootstrap(self):
+        """The embedded broker's address, as the node printed it."""
+        self.out.seek(0)
+        for line in self.out:
+            if line.startswith("embedded Kafka"):
+                return line.rsplit(" ", 1)[1].strip()
+        raise RuntimeError("the node printed no embedded Kafka address")
+
+    def metric(self, name):
+        """The value of an unlabelled series in /metrics."""
+        st, text, _ = self.request("GET", "/metrics")
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        raise KeyError(name)
+
     def stop(self):
         if self.proc:
             self.proc.terminate()
             code = self.proc.wait(timeout=30)
             self.proc = None
+            self.out.close()
             return code
 
     def conn(self):
@@ -163,3 +182,45 @@ class FakeProvider:
 
     def ledger(self):
         return self._call("GET", "/admin/ledger")
+
+
+KAFKA_TOOL = os.environ.get("EMPORIUM_KAFKA_TOOL", "build/tests/kafka_tool")
+
+
+def consume(bootstrap, topics, count=None, idle_ms=3000):
+    """Every message of the topics from the beginning, as dicts
+    {topic, partition, offset, key, value}, read by a librdkafka consumer."""
+    args = [KAFKA_TOOL, "consume", "--bootstrap", bootstrap, "--topics", ",".join(topics),
+            "--idle-ms", str(idle_ms)]
+    if count is not None:
+        args += ["--count", str(count)]
+    out = subprocess.run(args, check=True, capture_output=True, text=True, timeout=120)
+    return [json.loads(line) for line in out.stdout.splitlines()]
+
+
+class MockKafka:
+    """librdkafka's mock cluster in its own process, which tests can take down
+    and bring back up; a node reaches it as it would a real cluster."""
+
+    def __init__(self, brokers=3):
+        self.proc = subprocess.Popen([KAFKA_TOOL, "mock", "--brokers", str(brokers)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline().split()
+        assert line[0] == "bootstrap", line
+        self.bootstrap = line[1]
+
+    def _say(self, what):
+        self.proc.stdin.write(what + "\n")
+        self.proc.stdin.flush()
+        assert self.proc.stdout.readline().strip() == "ok"
+
+    def down(self):
+        self._say("down")
+
+    def up(self):
+        self._say("up")
+
+    def stop(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=10)
+        self.proc.stdout.close()

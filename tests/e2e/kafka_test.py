@@ -1,0 +1,167 @@
+"""End to end: the transactional outbox reaches Kafka. A real node and real
+PostgreSQL; Kafka is librdkafka's mock cluster, inside the node (embedded) or
+in a process of its own that the test takes down and brings back. A
+librdkafka consumer reads the topics back."""
+import collections
+import json
+import time
+import unittest
+
+from node import FakeProvider, MockKafka, Node, consume, fresh_database, psql, token
+
+OPS = token("ops-1", "ops")
+ALICE = token("alice", "customer")
+WH1 = token("wh-bot", "warehouse", ["w1"])
+TOPICS = ["inventory", "orders", "carts"]
+TOPIC_OF = {"stock": "inventory", "product": "inventory", "cart": "carts", "order": "orders"}
+ENVELOPE = ["eventId", "eventType", "aggregateId", "aggregateType", "eventVersion", "eventTime",
+            "data", "metadata"]
+
+
+def committed_events(dsn):
+    """Every event row, as the envelope the relay must have produced."""
+    rows = psql(dsn, "SELECT json_build_object('eventId', event_id, 'eventType', event_type, "
+                     "'aggregateId', aggregate_id, 'aggregateType', aggregate_type, "
+                     "'eventVersion', event_version, 'data', data, 'metadata', metadata, "
+                     "'published', published_at IS NOT NULL) FROM events ORDER BY position")
+    return [json.loads(r) for r in rows.splitlines()]
+
+
+def wait_published(node, dsn, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if psql(dsn, "SELECT count(*) FROM events WHERE published_at IS NULL") == "0":
+            return
+        time.sleep(0.1)
+    raise AssertionError("the outbox did not drain: lag %s" % node.metric("emporium_outbox_lag_events"))
+
+
+class OutboxChecks(unittest.TestCase):
+    def check_delivered(self, dsn, messages):
+        """Every committed event arrived (duplicates only as the same eventId),
+        envelope exact, topic and key right, and per aggregate in version order."""
+        rows = committed_events(dsn)
+        self.assertTrue(rows)
+        by_id = {}
+        per_key = collections.defaultdict(list)  # (topic, partition, key) -> versions in offset order
+        for m in sorted(messages, key=lambda m: (m["topic"], m["partition"], m["offset"])):
+            v = m["value"]
+            self.assertEqual(list(v.keys()), ENVELOPE, v)
+            self.assertEqual(m["key"], v["aggregateId"])
+            self.assertEqual(m["topic"], TOPIC_OF[v["aggregateType"]], v)
+            if v["eventId"] in by_id:
+                self.assertEqual(by_id[v["eventId"]], v, "a duplicate must be the same event")
+                continue
+            by_id[v["eventId"]] = v
+            per_key[(m["topic"], m["partition"], m["key"])].append(v["eventVersion"])
+        self.assertEqual(len(by_id), len(rows), "every committed event, once")
+        for r in rows:
+            self.assertTrue(r["published"], r)
+            v = by_id[r["eventId"]]
+            for k in ("eventType", "aggregateId", "aggregateType", "eventVersion", "data",
+                      "metadata"):
+                self.assertEqual(v[k], r[k], (k, r))
+            self.assertRegex(v["eventTime"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+            self.assertEqual(set(v["metadata"]), {"correlationId", "causationId", "userId", "node"})
+        keys = collections.Counter()
+        for (topic, _, key), versions in per_key.items():
+            keys[key] += 1
+            self.assertEqual(versions, list(range(1, len(versions) + 1)), (topic, key))
+        self.assertTrue(all(n == 1 for n in keys.values()), "one partition per key")
+
+
+class Embedded(OutboxChecks):
+    """The default: the node's own in-memory broker."""
+
+    def test_inventory_carts_and_orders_reach_their_topics(self):
+        provider = FakeProvider("p1").start()
+        dsn = fresh_database()
+        node = Node(dsn, EMPORIUM_PAYMENT_PRIMARY=provider.url).start()
+        try:
+            r = node.request
+            self.assertIn(r("PUT", "/v1/products/K1", {"name": "K1", "price_minor": 500,
+                                                       "currency": "EUR"}, OPS)[0], (200, 201))
+            for seq in (1, 2, 3):
+                self.assertEqual(r("PUT", "/v1/warehouses/w1/stock/K1",
+                                   {"on_hand": 10 * seq, "seq": seq}, WH1)[0], 200)
+            st, res, _ = r("POST", "/v1/reservations", {"sku": "K1", "quantity": 2}, ALICE)
+            self.assertEqual(st, 201, res)
+            self.assertEqual(r("DELETE", "/v1/reservations/" + res["reservation_id"], tok=ALICE)[0], 200)
+            st, cart, _ = r("POST", "/v1/carts", None, ALICE)
+            cid = cart["cart_id"]
+            self.assertEqual(r("PUT", "/v1/carts/%s/items/K1" % cid, {"quantity": 3}, ALICE)[0], 200)
+            st, order, _ = r("POST", "/v1/carts/%s/checkout" % cid,
+                             {"payment": {"method": "card", "token": "tok_ok"},
+                              "shipping": {"country": "DE"}}, ALICE)
+            self.assertEqual(st, 202, order)
+            deadline = time.time() + 20
+            while r("GET", "/v1/orders/" + order["order_id"], tok=ALICE)[1]["status"] != "paid":
+                self.assertLess(time.time(), deadline)
+                time.sleep(0.05)
+            wait_published(node, dsn)
+            rows = committed_events(dsn)
+            messages = consume(node.kafka_bootstrap(), TOPICS, count=len(rows))
+            self.check_delivered(dsn, messages)
+            types = {m["value"]["aggregateType"]: m["topic"] for m in messages}
+            self.assertEqual(types, {"product": "inventory", "stock": "inventory",
+                                     "cart": "carts", "order": "orders"})
+            order_events = [m["value"]["eventType"] for m in messages if m["topic"] == "orders"]
+            self.assertEqual(order_events[0], "order_placed")
+            self.assertIn("order_paid", order_events)
+            self.assertEqual(node.metric("emporium_outbox_lag_events"), 0)
+        finally:
+            self.assertEqual(node.stop(), 0)
+            provider.stop()
+
+
+class Outage(OutboxChecks):
+    """Kafka goes away while the shop keeps writing; when it is back every
+    event arrives, per-aggregate order intact, and HTTP never saw an error."""
+
+    def test_kafka_down_then_back(self):
+        kafka = MockKafka(brokers=3)
+        dsn = fresh_database()
+        node = Node(dsn, EMPORIUM_KAFKA=kafka.bootstrap, EMPORIUM_KAFKA_TIMEOUT_MS="1000").start()
+        try:
+            seq = collections.Counter()
+
+            def push(n, skus):
+                for i in range(n):
+                    sku = skus[i % len(skus)]
+                    seq[sku] += 1
+                    st, body, _ = node.request("PUT", "/v1/warehouses/w1/stock/" + sku,
+                                               {"on_hand": seq[sku], "seq": seq[sku]}, WH1)
+                    self.assertEqual(st, 200, body)
+
+            skus = ["OUT%d" % i for i in range(8)]
+            push(40, skus)
+            wait_published(node, dsn)
+            kafka.down()
+            push(200, skus)  # the shop goes on
+            deadline = time.time() + 20
+            while node.metric("emporium_outbox_lag_events") < 100:
+                self.assertLess(time.time(), deadline, "lag never showed")
+                time.sleep(0.2)
+            self.assertGreater(node.metric("emporium_outbox_lag_seconds"), 0)
+            self.assertEqual(node.request("GET", "/readyz")[0], 200)
+            deadline = time.time() + 20
+            while node.metric("emporium_outbox_breaker_state") == 0:
+                self.assertLess(time.time(), deadline, "the breaker never opened")
+                time.sleep(0.2)
+            unpublished = int(psql(dsn, "SELECT count(*) FROM events WHERE published_at IS NULL"))
+            self.assertGreaterEqual(unpublished, 200)
+            kafka.up()
+            push(40, skus)
+            wait_published(node, dsn)
+            rows = committed_events(dsn)
+            self.assertEqual(len(rows), 280)
+            messages = consume(kafka.bootstrap, ["inventory"], idle_ms=3000)
+            self.check_delivered(dsn, messages)
+            self.assertEqual(node.metric("emporium_outbox_lag_events"), 0)
+        finally:
+            self.assertEqual(node.stop(), 0)
+            kafka.stop()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
