@@ -279,6 +279,8 @@ void write(self_ptr self, std::vector<new_event> evs, const event_origin& origin
         }
         self->state.data = std::move(next);
         self->state.events.insert(self->state.events.end(), out.begin(), out.end());
+        if (self->state.cfg.feed)
+          self->state.cfg.feed->order_changed(self->state.data.view);
         done(caf::error{});
       },
       [self, done](caf::error& err) mutable {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "protocols/actors.hpp"
+#include "protocols/live_feed.hpp"
 
 #include <caf/fwd.hpp>
 
@@ -22,6 +23,8 @@ struct order_config {
   /// `payment_retry_max`. Also the wait after a store or stock failure.
   std::chrono::milliseconds payment_retry{5000};
   std::chrono::milliseconds payment_retry_max{60000};
+  /// Where each durable change is reported to WebSocket subscribers (optional).
+  std::shared_ptr<protocols::live_feed> feed;
 };
 
 /// An order's state: the fold of its events plus what the saga needs.

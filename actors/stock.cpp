@@ -241,6 +241,8 @@ void set_durable(self_ptr self, const stock_level& l) {
   st.durable = l;
   if (st.cfg.view)
     st.cfg.view->publish(std::make_shared<const stock_level>(l), self->id());
+  if (st.cfg.feed)
+    st.cfg.feed->stock_changed(l);
 }
 
 void flush(self_ptr self) {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "protocols/actors.hpp"
+#include "protocols/live_feed.hpp"
 #include "protocols/stock_view.hpp"
 
 #include <caf/actor_clock.hpp>
@@ -16,6 +17,8 @@ struct stock_config {
   std::string node = "local"; ///< written into event metadata
   /// Where the pair publishes its durable level for reads (none in most unit tests).
   std::shared_ptr<protocols::stock_view> view;
+  /// Where the pair reports each durable level to WebSocket subscribers (optional).
+  std::shared_ptr<protocols::live_feed> feed;
 };
 
 /// One SKU x warehouse pair, started from its durable snapshot.

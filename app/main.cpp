@@ -79,6 +79,8 @@ Options of serve (each also an environment variable; a flag wins):
   --request-timeout SECONDS  EMPORIUM_REQUEST_TIMEOUT    time to read one request; keep-alive idle [15]
   --statement-timeout-ms MS  EMPORIUM_STATEMENT_TIMEOUT_MS  PostgreSQL cancels longer statements [5000]
   --actor-timeout-ms MS      EMPORIUM_ACTOR_TIMEOUT_MS      a request without an answer by then gets 503 [10000]
+  --ws-idle-timeout SECONDS  EMPORIUM_WS_IDLE_TIMEOUT    a silent WebSocket is pinged at half, closed at [30]
+  --ws-max-subscriptions N   EMPORIUM_WS_MAX_SUBSCRIPTIONS  topics per storefront WebSocket [100]
   --log-format json|text     EMPORIUM_LOG_FORMAT   log lines as JSON (default) or text
 
 Logging levels: SPDLOG_LEVEL, e.g. SPDLOG_LEVEL=info,gateway=debug.
@@ -273,6 +275,10 @@ int serve_command(const options& o) {
   auto cart_ttl = o.number("--cart-ttl", "EMPORIUM_CART_TTL", 7 * 24 * 3600);
   auto line_limit = o.number("--cart-line-limit", "EMPORIUM_CART_LINE_LIMIT", 50);
   auto actor_timeout = o.number("--actor-timeout-ms", "EMPORIUM_ACTOR_TIMEOUT_MS", 10000);
+  auto ws_idle = o.number("--ws-idle-timeout", "EMPORIUM_WS_IDLE_TIMEOUT", 30);
+  auto ws_subscriptions = o.number("--ws-max-subscriptions", "EMPORIUM_WS_MAX_SUBSCRIPTIONS", 100);
+  if (!ws_idle || !ws_subscriptions)
+    return 2;
   auto payment_primary = o.get("--payment-primary", "EMPORIUM_PAYMENT_PRIMARY", "");
   auto payment_secondary = o.get("--payment-secondary", "EMPORIUM_PAYMENT_SECONDARY", "");
   auto payment_timeout = o.number("--payment-timeout-ms", "EMPORIUM_PAYMENT_TIMEOUT_MS", 2000);
@@ -363,6 +369,7 @@ int serve_command(const options& o) {
   actors::stock_config stock_cfg;
   stock_cfg.node = node;
   stock_cfg.view = std::make_shared<protocols::stock_view>();
+  stock_cfg.feed = std::make_shared<protocols::live_feed>();
   cluster::router_config rcfg;
   rcfg.passivate_after = std::chrono::seconds{*passivate};
   // Entities reach each other through the router they are spawned by.
@@ -390,6 +397,7 @@ int serve_command(const options& o) {
   order_cfg.payment_max_wait = std::chrono::seconds{*payment_max_wait};
   order_cfg.payment_retry = std::chrono::milliseconds{std::max<int64_t>(1, *payment_retry)};
   order_cfg.payment_retry_max = std::max(order_cfg.payment_retry, std::chrono::milliseconds{60000});
+  order_cfg.feed = stock_cfg.feed;
   cluster::entity_router router{
     sys, rcfg,
     {{"sku", [store, stock_cfg](caf::actor_system& s, const std::string& id) {
@@ -418,9 +426,11 @@ int serve_command(const options& o) {
   gcfg.body_limit = static_cast<size_t>(*body_limit);
   gcfg.request_timeout = std::chrono::seconds{std::max<int64_t>(1, *request_timeout)};
   gcfg.actor_timeout = std::chrono::milliseconds{std::max<int64_t>(1, *actor_timeout)};
+  gcfg.ws_idle_timeout = std::chrono::seconds{std::max<int64_t>(1, *ws_idle)};
+  gcfg.ws_max_subscriptions = static_cast<size_t>(std::max<int64_t>(1, *ws_subscriptions));
   gateway::server server{gcfg, gateway::gateway_deps{
                                  sys, [&router](std::string_view key) { return router.shard_for(key); },
-                                 store, stock_cfg.view}};
+                                 store, stock_cfg.view, stock_cfg.feed}};
   auto port = server.start();
   if (!port) {
     caf::anon_send_exit(relay, caf::exit_reason::user_shutdown);

@@ -1,63 +1,22 @@
-// The only Beast translation unit of the gateway (Beast is slow to compile).
-#include "gateway/server.hpp"
+// The gateway's HTTP side (one of its two Beast translation units: Beast is
+// slow to compile; the WebSockets are in websocket.cpp).
+#include "gateway/internal.hpp"
 
-#include "gateway/jwt.hpp"
-#include "protocols/envelope.hpp"
-#include "protocols/errc.hpp"
-#include "protocols/ids.hpp"
-#include "protocols/logging.hpp"
-#include "protocols/metrics.hpp"
+#include <boost/beast/websocket/rfc6455.hpp>
 
-#include <caf/actor_system.hpp>
-#include <caf/allowed_unsafe_message_type.hpp>
-#include <caf/event_based_actor.hpp>
-#include <caf/send.hpp>
-
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <boost/json.hpp>
 #include <openssl/sha.h>
 
 #include <algorithm>
-#include <atomic>
 #include <ctime>
 #include <initializer_list>
 #include <map>
 #include <optional>
-#include <thread>
 #include <unordered_map>
-#include <vector>
-
-namespace emporium::gateway {
-
-namespace beast = boost::beast;
-namespace http = beast::http;
-namespace net = boost::asio;
-namespace json = boost::json;
-using tcp = net::ip::tcp;
-using namespace protocols;
-
-/// A piece of work for a bridge actor: it runs inside the actor, so it may
-/// send requests and register response handlers.
-struct bridge_job {
-  std::function<void(caf::event_based_actor*)> run;
-};
-
-} // namespace emporium::gateway
-
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(emporium::gateway::bridge_job)
 
 namespace emporium::gateway {
 
 namespace {
 
-spdlog::logger* log() {
-  static auto instance = named_logger("gateway");
-  return instance.get();
-}
 
 int64_t now_s() {
   return std::chrono::duration_cast<std::chrono::seconds>(
@@ -128,126 +87,6 @@ struct http_metrics {
     i->second.count->Increment();
     i->second.latency->Observe(secs);
   }
-};
-
-// -- request body validation ------------------------------------------------------------
-
-/// A 400 with the field named.
-struct field_error {
-  errc code;
-  std::string field;
-  std::string message;
-};
-
-/// Strict reader of a JSON object body: unknown fields, wrong types, numbers
-/// outside int64 and ids outside the contract's pattern are field errors.
-class body_reader {
-public:
-  static std::variant<body_reader, field_error> parse(std::string_view body,
-                                                      std::initializer_list<const char*> allowed) {
-    json::error_code ec;
-    json::parse_options opts;
-    opts.max_depth = 8;
-    auto v = json::parse(body, ec, {}, opts);
-    if (ec)
-      return field_error{errc::bad_json, "", "body is not valid JSON"};
-    if (!v.is_object())
-      return field_error{errc::bad_json, "", "body must be a JSON object"};
-    for (auto& kv : v.as_object()) {
-      bool known = false;
-      for (auto* a : allowed)
-        known = known || kv.key() == a;
-      if (!known)
-        return field_error{errc::invalid_field, std::string{kv.key()}, "unknown field"};
-    }
-    return body_reader{std::move(v.as_object())};
-  }
-
-  /// An integer in [lo, hi]; absent is allowed unless `required`.
-  std::optional<int64_t> integer(const char* name, bool required, int64_t lo, int64_t hi) {
-    auto* v = obj_.if_contains(name);
-    if (v == nullptr) {
-      if (required)
-        fail(name, "is required");
-      return std::nullopt;
-    }
-    if (v->is_uint64() || (v->is_double() && std::abs(v->as_double()) >= 9.2e18))
-      return fail(name, "is out of range (64-bit integer)");
-    if (!v->is_int64())
-      return fail(name, "must be an integer");
-    auto x = v->as_int64();
-    if (x < lo || x > hi)
-      return fail(name, lo == 0 && x < 0 ? "must not be negative"
-                                         : "is out of range");
-    return x;
-  }
-
-  /// A string; `id` checks the contract's id pattern.
-  std::optional<std::string> string(const char* name, bool required, bool id, size_t max = 256) {
-    auto* v = obj_.if_contains(name);
-    if (v == nullptr) {
-      if (required)
-        fail(name, "is required");
-      return std::nullopt;
-    }
-    if (!v->is_string())
-      return failed_string(name, "must be a string");
-    std::string s{v->as_string()};
-    if (id && !valid_id(s))
-      return failed_string(name, "is not a valid id");
-    if (s.size() > max)
-      return failed_string(name, "is too long");
-    return s;
-  }
-
-  /// A nested object of `allowed` fields, read as strictly; its fields are
-  /// named "name.field" in errors.
-  std::optional<body_reader> object(const char* name, bool required,
-                                    std::initializer_list<const char*> allowed) {
-    auto* v = obj_.if_contains(name);
-    if (v == nullptr) {
-      if (required)
-        fail(name, "is required");
-      return std::nullopt;
-    }
-    if (!v->is_object()) {
-      fail(name, "must be an object");
-      return std::nullopt;
-    }
-    for (auto& kv : v->as_object()) {
-      bool known = allowed.size() == 0;
-      for (auto* a : allowed)
-        known = known || kv.key() == a;
-      if (!known) {
-        if (!error)
-          error = field_error{errc::invalid_field, std::string{name} + "." + std::string{kv.key()},
-                              "unknown field"};
-        return std::nullopt;
-      }
-    }
-    body_reader inner{v->as_object()};
-    inner.prefix_ = prefix_ + name + ".";
-    return inner;
-  }
-
-  const json::object& fields() const { return obj_; }
-
-  std::optional<field_error> error;
-
-private:
-  explicit body_reader(json::object obj) : obj_(std::move(obj)) {
-  }
-  std::nullopt_t fail(const char* name, const char* what) {
-    if (!error)
-      error = field_error{errc::invalid_field, prefix_ + name, prefix_ + name + " " + what};
-    return std::nullopt;
-  }
-  std::optional<std::string> failed_string(const char* name, const char* what) {
-    fail(name, what);
-    return std::nullopt;
-  }
-  json::object obj_;
-  std::string prefix_; ///< "payment." inside a nested object
 };
 
 json::object level_json(const stock_level& l) {
@@ -376,49 +215,6 @@ std::vector<std::string_view> split_path(std::string_view target) {
 // -- server internals -------------------------------------------------------------
 
 class session;
-
-struct server::impl : std::enable_shared_from_this<server::impl> {
-  impl(gateway_config c, gateway_deps d)
-    : cfg(std::move(c)), deps(std::move(d)), ioc(static_cast<int>(cfg.io_threads)),
-      acceptor(ioc) {
-  }
-
-  gateway_config cfg;
-  gateway_deps deps;
-  net::io_context ioc;
-  tcp::acceptor acceptor;
-  std::vector<std::thread> threads;
-  std::vector<caf::actor> bridges;
-  std::atomic<size_t> next_bridge{0};
-  std::atomic<int64_t> in_flight{0};
-  std::atomic<bool> stopping{false};
-
-  void accept();
-
-  /// Asks `target` (inside a bridge actor) and calls `done` with the answer
-  /// on the calling connection's executor. No CAF timeout: registering one per
-  /// request with CAF's clock thread cost a third of the read throughput in
-  /// bench runs; the connection keeps the deadline on its own strand instead.
-  template <class T, class Executor, class Done>
-  void ask(const caf::actor& bridge, caf::actor target, caf::message msg, Executor ex, Done done) {
-    caf::anon_send(bridge, bridge_job{[target = std::move(target), msg = std::move(msg), ex,
-                                       done = std::move(done)](caf::event_based_actor* self) mutable {
-      auto shared = std::make_shared<Done>(std::move(done));
-      self->request(target, caf::infinite, std::move(msg))
-        .then(
-          [ex, shared](T& x) {
-            net::post(ex, [shared, x = std::move(x)]() mutable {
-              (*shared)(caf::expected<T>{std::move(x)});
-            });
-          },
-          [ex, shared](caf::error& e) {
-            net::post(ex, [shared, e = std::move(e)]() mutable {
-              (*shared)(caf::expected<T>{std::move(e)});
-            });
-          });
-    }});
-  }
-};
 
 /// One HTTP connection: read a request, answer it, repeat while keep-alive.
 class session : public std::enable_shared_from_this<session> {
@@ -608,8 +404,33 @@ private:
   // -- auth -----------------------------------------------------------------------
 
   /// The caller, or nullopt after answering 401.
-  std::optional<principal> authenticate() {
+  /// The Authorization header, or on a WebSocket upgrade "Bearer " + the
+  /// `access_token` query parameter.
+  std::string_view bearer_token() {
     auto h = req_[http::field::authorization];
+    if (!h.empty() || !allow_query_token_)
+      return h;
+    auto target = req_.target();
+    auto q = target.find('?');
+    if (q == std::string_view::npos)
+      return {};
+    auto query = target.substr(q + 1);
+    for (size_t i = 0; i < query.size();) {
+      auto amp = query.find('&', i);
+      auto part = query.substr(i, amp == std::string_view::npos ? query.npos : amp - i);
+      if (part.rfind("access_token=", 0) == 0) {
+        query_token_ = "Bearer " + std::string{part.substr(13)};
+        return query_token_;
+      }
+      if (amp == std::string_view::npos)
+        break;
+      i = amp + 1;
+    }
+    return {};
+  }
+
+  std::optional<principal> authenticate() {
+    auto h = bearer_token();
     if (h.empty()) {
       fail(errc::unauthenticated, "missing bearer token");
       return std::nullopt;
@@ -718,6 +539,19 @@ private:
       return;
     }
     if (n >= 2 && path[0] == "v1") {
+      if (n == 2 && path[1] == "ws" && srv_->deps.feed) {
+        route_ = "/v1/ws";
+        if (method_is(verb, {http::verb::get}))
+          upgrade(std::nullopt);
+        return;
+      }
+      if (n == 4 && path[1] == "warehouses" && path[3] == "ws") {
+        route_ = "/v1/warehouses/{wh}/ws";
+        auto wh = std::string{path[2]};
+        if (path_id_ok(wh, "warehouse") && method_is(verb, {http::verb::get}))
+          upgrade(wh);
+        return;
+      }
       // /v1/warehouses/{wh}/stock/{sku}[/adjust]
       if (path[1] == "warehouses" && (n == 5 || n == 6) && path[3] == "stock"
           && (n == 5 || path[5] == "adjust")) {
@@ -831,6 +665,41 @@ private:
       }
     }
     fail(errc::not_found, "no such route");
+  }
+
+  // -- WebSocket upgrades ---------------------------------------------------------------
+
+  /// Checks the upgrade and its token (errors are plain HTTP answers), then
+  /// hands the socket to websocket.cpp: the storefront if `wh` is empty, else
+  /// that warehouse's stock push. A browser cannot set headers on a
+  /// WebSocket, so the token may also come as `?access_token=`.
+  void upgrade(std::optional<std::string> wh) {
+    if (!beast::websocket::is_upgrade(req_))
+      return fail(field_error{errc::invalid_field, "Upgrade", "a WebSocket upgrade is required"});
+    allow_query_token_ = true;
+    std::optional<principal> who;
+    if (wh) {
+      who = authorize_warehouse(*wh);
+      if (!who)
+        return;
+    } else if (!bearer_token().empty()) {
+      who = authenticate();
+      if (!who)
+        return;
+    }
+    auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+    http_metrics::observe(route_, method_, 101, secs);
+    if (counted_) {
+      --srv_->in_flight; // a WebSocket is not an in-flight request
+      counted_ = false;
+    }
+    deadline_.cancel();
+    ++generation_;
+    if (wh)
+      serve_warehouse_ws(stream_.release_socket(), std::move(req_), srv_, bridge_, std::move(*who),
+                         std::move(*wh));
+    else
+      serve_storefront_ws(stream_.release_socket(), std::move(req_), srv_, bridge_, std::move(who));
   }
 
   // -- handlers ---------------------------------------------------------------------
@@ -1235,6 +1104,8 @@ private:
   std::chrono::steady_clock::time_point started_;
   bool keep_alive_ = false;
   bool counted_ = false;
+  bool allow_query_token_ = false; ///< a WebSocket upgrade: ?access_token= counts
+  std::string query_token_;
 };
 
 void server::impl::accept() {
@@ -1255,6 +1126,9 @@ void server::impl::accept() {
 
 server::server(gateway_config cfg, gateway_deps deps)
   : impl_(std::make_shared<impl>(std::move(cfg), std::move(deps))) {
+  if (impl_->deps.feed) // deliveries run on the I/O threads
+    impl_->deps.feed->attach(
+      [s = impl_.get()](std::function<void()> f) { net::post(s->ioc, std::move(f)); });
 }
 
 server::~server() {

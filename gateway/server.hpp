@@ -1,6 +1,7 @@
 #pragma once
 
 #include "protocols/actors.hpp"
+#include "protocols/live_feed.hpp"
 #include "protocols/stock_view.hpp"
 
 #include <caf/expected.hpp>
@@ -26,6 +27,11 @@ struct gateway_config {
   std::string jwt_secret;
   int64_t default_hold_ttl_s = 900;
   int64_t max_hold_ttl_s = 3600;
+  /// WebSockets: a connection silent this long is pinged, and closed if still
+  /// silent after as long again.
+  std::chrono::seconds ws_idle_timeout{30};
+  size_t ws_max_subscriptions = 100; ///< per storefront connection
+  size_t ws_max_in_flight = 1024;    ///< warehouse items awaiting durability per connection
 };
 
 /// What the gateway talks to: the shard actor for an entity key, and the store
@@ -37,10 +43,13 @@ struct gateway_deps {
   /// Durable levels of this node's live pairs: pair reads found here are
   /// answered on the I/O thread (null: always ask the actors).
   std::shared_ptr<const protocols::stock_view> stock_view;
+  /// Live changes for the storefront WebSocket (null: /v1/ws is 404).
+  std::shared_ptr<protocols::live_feed> feed;
 };
 
 /// The Boost.Beast HTTP/1.1 front door: async, keep-alive, one strand per
-/// connection, `io_threads` threads. Requests become actor messages through a
+/// connection, `io_threads` threads; `/v1/ws` and `/v1/warehouses/{wh}/ws`
+/// upgrade to WebSockets. Requests become actor messages through a
 /// few bridge actors; answers come back to the connection's strand.
 class server {
 public:
