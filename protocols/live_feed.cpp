@@ -125,6 +125,8 @@ void live_feed::seed_order(const order_view& o) {
 }
 
 void live_feed::stock_changed(const stock_level& pair) {
+  if (pair.version == 0)
+    return; // a pair that has no durable state yet shows nothing new
   auto& sh = shard_of(stock_, pair.sku);
   bool go = false;
   {

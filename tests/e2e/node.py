@@ -224,3 +224,72 @@ class MockKafka:
         self.proc.stdin.close()
         self.proc.wait(timeout=10)
         self.proc.stdout.close()
+
+
+WS_TOOL = os.environ.get("EMPORIUM_WS_TOOL", "build/tests/ws_tool")
+
+
+class WsClient:
+    """A Beast WebSocket client (`ws_tool client`): send() frames, recv() them
+    as parsed JSON. `state` is "open", or "refused STATUS BODY"."""
+
+    def __init__(self, port, path, tok=None):
+        args = [WS_TOOL, "client", "--port", str(port), "--path", path]
+        if tok:
+            args += ["--token", tok]
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.buf = b""
+        self.state = self._line(10)
+
+    def _line(self, timeout):
+        """The next stdout line, or None on timeout (no buffering behind select)."""
+        import select
+        deadline = time.time() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.time()
+            if left <= 0 or not select.select([self.proc.stdout], [], [], left)[0]:
+                return None
+            chunk = os.read(self.proc.stdout.fileno(), 65536)
+            if not chunk:
+                return "closed eof"
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line.decode().strip()
+
+    def send(self, frame):
+        if not isinstance(frame, str):
+            frame = json.dumps(frame)
+        self.proc.stdin.write((frame + "\n").encode())
+        self.proc.stdin.flush()
+
+    def recv(self, timeout=10):
+        """The next frame as JSON; "closed CODE" as a string; None on timeout."""
+        line = self._line(timeout)
+        if line is None or line.startswith("closed"):
+            return line
+        return json.loads(line)
+
+    def recv_until(self, pred, timeout=10):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            frame = self.recv(max(0.01, deadline - time.time()))
+            if frame is None or isinstance(frame, str):
+                return frame
+            if pred(frame):
+                return frame
+        return None
+
+    def close(self):
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        self.proc.wait(timeout=10)
+        self.proc.stdout.close()
+
+
+def ws_tool(*args, timeout=300):
+    """Runs a ws_tool load mode and returns its JSON summary."""
+    out = subprocess.run([WS_TOOL] + [str(a) for a in args], check=True, capture_output=True,
+                         text=True, timeout=timeout)
+    return json.loads(out.stdout.strip().splitlines()[-1])
