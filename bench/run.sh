@@ -4,10 +4,12 @@
 #   hot-SKU reservations/s through the gateway  vs  (a) pgbench row-lock UPDATE
 #   cached pair reads/s through the gateway      vs  (b) a bare Beast hello server
 #   read p50/p99 at 70% of the measured read maximum
+#   checkouts/s end to end; stock change -> 1 000 WebSocket subscribers (p50/p99);
+#   warehouse push items/s acked durable; outbox relay events/s to the embedded broker
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-cmake --build build -j2 --target emporium loadgen hello_server >/dev/null
+cmake --build build -j2 --target emporium loadgen hello_server ws_tool >/dev/null
 DUR=${BENCH_SECONDS:-10}
 CONNS=${BENCH_CONNECTIONS:-64}
 port=${BENCH_PG_PORT:-55441}
@@ -81,15 +83,29 @@ echo "== checkouts end to end (fake provider, zero latency)"
 chk=$(python3 bench/checkout.py $HTTP_PORT "$PG" "$OPS" "$CUST" "${BENCH_CHECKOUTS:-2000}" 32)
 echo "$chk"
 
+echo "== stock change -> 1000 WebSocket subscribers (100 changes, each waited for)"
+fan=$(build/tests/ws_tool fanout --port $HTTP_PORT --sku FANOUT --wh w1 --token "$OPS" \
+  --subscribers 1000 --changes 100)
+echo "$fan"
+echo "== warehouse push over WebSocket: 20000 items, batches of 500, 200 SKUs"
+push=$(build/tests/ws_tool push --port $HTTP_PORT --wh w1 --token "$OPS" --items 20000 \
+  --batch 500 --skus 200)
+echo "$push"
+echo "== outbox relay: 200000 committed events drained to the embedded broker"
+relay=$(python3 bench/relay.py $HTTP_PORT "$PG" 200000)
+echo "$relay"
+jf() { python3 -c "import json,sys; print(json.loads(sys.argv[1])['$2'])" "$1"; }
+
 res_rps=$(echo "$res" | field rps)
 pg_tps=$(echo "$pg" | sed -n 's/tps = \([0-9.]*\).*/\1/p')
 hello_rps=$(echo "$hello" | field rps)
 python3 - "$res_rps" "$pg_tps" "$read_max" "$hello_rps" "$(echo "$paced" | field p50_ms)" \
   "$(echo "$paced" | field p99_ms)" "$(echo "$res" | field p50_ms)" "$(echo "$res" | field p99_ms)" \
   "$(echo "$chk" | field checkout_rps)" "$(echo "$chk" | field saga_p50_ms)" "$(echo "$chk" | field saga_p99_ms)" \
-  "$(echo "$chk" | field accept_p50_ms)" "$(echo "$chk" | field accept_p99_ms)" <<'PY'
+  "$(echo "$chk" | field accept_p50_ms)" "$(echo "$chk" | field accept_p99_ms)" \
+  "$(jf "$fan" p50_ms)" "$(jf "$fan" p99_ms)" "$(jf "$push" items_per_s)" "$(echo "$relay" | field relay_eps)" <<'PY'
 import sys
-res, pg, reads, hello, p50, p99, rp50, rp99, chk, s50, s99, a50, a99 = map(float, sys.argv[1:])
+res, pg, reads, hello, p50, p99, rp50, rp99, chk, s50, s99, a50, a99, f50, f99, push, relay = map(float, sys.argv[1:])
 print()
 print("| measure | value | baseline | ratio | target |")
 print("|---|---|---|---|---|")
@@ -97,4 +113,7 @@ print("| hot-SKU reservations/s (p50 %.2f ms, p99 %.2f ms) | %.0f | pgbench %.0f
 print("| cached pair reads/s | %.0f | Beast hello %.0f req/s | %.0f%% | >= 50%% |" % (reads, hello, 100 * reads / hello))
 print("| read latency at 70%% of max | p50 %.2f ms | p99 %.2f ms | | p99 <= 5 ms |" % (p50, p99))
 print("| checkouts/s end to end (202 p50 %.2f / p99 %.2f ms) | %.0f | saga p50 %.2f ms | p99 %.2f ms | |" % (a50, a99, chk, s50, s99))
+print("| stock change -> 1000 WebSocket subscribers | p50 %.2f ms | p99 %.2f ms | | |" % (f50, f99))
+print("| warehouse push items/s, acked durable | %.0f | | | |" % push)
+print("| outbox relay events/s to the embedded broker | %.0f | | | |" % relay)
 PY
