@@ -376,3 +376,45 @@ TEST_CASE_FIXTURE(stock_fixture, "an extended hold expires at its new time, not 
   CHECK(level(p).reserved == 0);
   CHECK_FALSE(ask<hold_view>(p, get_hold{"a"})); // no longer live
 }
+
+namespace {
+
+struct feed_recorder : live_feed::subscriber {
+  std::vector<std::string> frames;
+  void offer(const std::string&, std::shared_ptr<const std::string> frame) override {
+    frames.push_back(*frame);
+  }
+};
+
+} // namespace
+
+TEST_CASE_FIXTURE(stock_fixture, "subscribers see a change only once it is durable, not a failed one") {
+  auto feed = std::make_shared<live_feed>();
+  std::vector<std::function<void()>> deliveries;
+  feed->attach([&](std::function<void()> f) { deliveries.push_back(std::move(f)); });
+  auto watcher = std::make_shared<feed_recorder>();
+  feed->subscribe_stock("S1", watcher);
+  feed->seed_stock(sku_stock{"S1", 0, {}});
+  REQUIRE(deliveries.size() == 1);
+  deliveries.front()(); // the seeded frame
+  deliveries.clear();
+  watcher->frames.clear();
+  actors::stock_config cfg;
+  cfg.feed = feed;
+  auto p = spawn_pair({}, cfg);
+  REQUIRE(durable(p, push_stock_level{10, 1, false, 0, ""}));
+  REQUIRE(deliveries.size() == 1);
+  deliveries.front()();
+  deliveries.clear();
+  REQUIRE(watcher->frames.size() == 1);
+  CHECK(watcher->frames[0].find(R"("available":10)") != std::string::npos);
+  auto pending = reserve_in_flight(p, "r1", 4);
+  CHECK(deliveries.empty()); // written, not yet durable
+  complete_write(*this, store, caf::make_error(errc::unavailable));
+  CHECK_FALSE(receive<stock_result>(pending));
+  CHECK(deliveries.empty()); // failed: nothing to show
+  REQUIRE(reserve(p, "r2", 3));
+  REQUIRE(deliveries.size() == 1);
+  deliveries.front()();
+  CHECK(watcher->frames.back().find(R"("available":7)") != std::string::npos);
+}

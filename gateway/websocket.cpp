@@ -248,6 +248,8 @@ private:
       return;
     orders_.insert(id); // counts against the limit while the answer is out
     ask_order(id, [self = shared_from_this(), id](order_view&) {
+      if (self->closed_ || self->orders_.count(id) == 0)
+        return; // gone, or unsubscribed, while the answer was out
       auto& feed = *self->srv_->deps.feed;
       if (!feed.subscribe_order(id, self))
         return;
@@ -366,7 +368,7 @@ private:
   std::shared_ptr<server::impl> srv_;
   caf::actor bridge_;
   std::optional<principal> who_;
-  // strand only
+  // strand only (closed_ is written only on the strand too)
   std::set<std::string> stock_;
   std::set<std::string> orders_;
   int bad_in_a_row_ = 0;
@@ -411,7 +413,7 @@ private:
   size_t outstanding() const { return in_flight_ + out_.size(); }
 
   void read() {
-    if (reading_ || closed_)
+    if (reading_ || closing_ || closed_)
       return;
     reading_ = true;
     ws_.async_read(in_, [self = shared_from_this()](beast::error_code ec, size_t) {
