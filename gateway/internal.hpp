@@ -26,7 +26,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <ctime>
 #include <initializer_list>
 #include <map>
 #include <optional>
@@ -62,7 +61,8 @@ inline spdlog::logger* log() {
   return instance.get();
 }
 
-
+/// What the connections share: configuration, dependencies, the I/O context
+/// and the bridge actors.
 struct server::impl : std::enable_shared_from_this<server::impl> {
   impl(gateway_config c, gateway_deps d)
     : cfg(std::move(c)), deps(std::move(d)), ioc(static_cast<int>(cfg.io_threads)),

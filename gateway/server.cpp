@@ -7,7 +7,6 @@
 #include <openssl/sha.h>
 
 #include <algorithm>
-#include <ctime>
 #include <initializer_list>
 #include <map>
 #include <optional>
@@ -16,7 +15,6 @@
 namespace emporium::gateway {
 
 namespace {
-
 
 int64_t now_s() {
   return std::chrono::duration_cast<std::chrono::seconds>(
