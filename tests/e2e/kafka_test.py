@@ -163,5 +163,46 @@ class Outage(OutboxChecks):
             kafka.stop()
 
 
+class Failover(OutboxChecks):
+    """Two nodes on one database: one relay is active, the other takes over
+    when it dies; a crash mid-relay loses nothing (duplicates are allowed,
+    as the same eventId)."""
+
+    def test_standby_takes_over_after_a_crash(self):
+        kafka = MockKafka(brokers=1)
+        dsn = fresh_database()
+        env = dict(EMPORIUM_KAFKA=kafka.bootstrap)
+        a = Node(dsn, EMPORIUM_NODE_ID="node-a", **env).start()
+        b = Node(dsn, EMPORIUM_NODE_ID="node-b", **env).start()
+        try:
+            deadline = time.time() + 10
+            while a.metric("emporium_outbox_relay_active") + b.metric("emporium_outbox_relay_active") != 1:
+                self.assertLess(time.time(), deadline, "exactly one relay must be active")
+                time.sleep(0.1)
+            active, standby = (a, b) if a.metric("emporium_outbox_relay_active") == 1 else (b, a)
+            seq = collections.Counter()
+
+            def push(node, n):
+                for i in range(n):
+                    sku = "FO%d" % (i % 5)
+                    seq[sku] += 1
+                    st, body, _ = node.request("PUT", "/v1/warehouses/w1/stock/" + sku,
+                                               {"on_hand": seq[sku], "seq": seq[sku]}, WH1)
+                    self.assertEqual(st, 200, body)
+
+            push(active, 300)
+            active.kill()  # likely mid-round: some events produced but not yet marked
+            push(standby, 50)
+            wait_published(standby, dsn)
+            self.assertEqual(standby.metric("emporium_outbox_relay_active"), 1)
+            self.assertEqual(len(committed_events(dsn)), 350)
+            self.check_delivered(dsn, consume(kafka.bootstrap, ["inventory"], idle_ms=3000))
+        finally:
+            for n in (a, b):
+                if n.proc:
+                    n.stop()
+            kafka.stop()
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -105,6 +105,13 @@ class Node:
                 return float(line.split()[1])
         raise KeyError(name)
 
+    def kill(self):
+        """SIGKILL: a crash, nothing flushed."""
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+        self.proc = None
+        self.out.close()
+
     def stop(self):
         if self.proc:
             self.proc.terminate()
@@ -162,6 +169,13 @@ class FakeProvider:
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("fake provider did not start")
+
+    def kill(self):
+        """SIGKILL: a crash, nothing flushed."""
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+        self.proc = None
+        self.out.close()
 
     def stop(self):
         if self.proc:
