@@ -170,13 +170,6 @@ class FakeProvider:
                 time.sleep(0.05)
         raise RuntimeError("fake provider did not start")
 
-    def kill(self):
-        """SIGKILL: a crash, nothing flushed."""
-        self.proc.kill()
-        self.proc.wait(timeout=30)
-        self.proc = None
-        self.out.close()
-
     def stop(self):
         if self.proc:
             self.proc.terminate()
