@@ -228,10 +228,25 @@ private:
         return self->srv_->deps.feed->seed_stock(*r);
       if (to_errc(r.error()) == errc::not_found) // not stocked yet: 0 until it is
         return self->srv_->deps.feed->seed_stock(sku_stock{sku, 0, {}});
-      auto [code, message] = describe(r.error());
-      self->control(error_frame(code, message, {{"topic", "stock"}, {"sku", sku}}));
-      self->unsubscribe_stock(sku);
+      self->refused(true, sku, r.error());
     });
+  }
+
+  /// The subscription as error frames name it.
+  static json::object topic_of(bool stock, const std::string& id) {
+    if (stock)
+      return {{"topic", "stock"}, {"sku", id}};
+    return {{"topic", "order"}, {"order_id", id}};
+  }
+
+  /// An actor refused a subscription (or could not answer): say so, forget it.
+  void refused(bool stock, const std::string& id, const caf::error& err) {
+    auto [code, message] = describe(err);
+    control(error_frame(code, message, topic_of(stock, id)));
+    if (stock)
+      unsubscribe_stock(id);
+    else
+      unsubscribe_order(id);
   }
 
   void unsubscribe_stock(const std::string& sku) {
@@ -243,7 +258,7 @@ private:
   void subscribe_order(const std::string& id) {
     if (!who_)
       return control(error_frame(errc::unauthenticated, "the order topic needs a token",
-                                 {{"topic", "order"}, {"order_id", id}}));
+                                 topic_of(false, id)));
     if (orders_.count(id) > 0 || !room_for_one_more())
       return;
     orders_.insert(id); // counts against the limit while the answer is out
@@ -268,9 +283,7 @@ private:
                           [self = shared_from_this(), id, then](caf::expected<order_view> r) mutable {
       if (r)
         return then(*r);
-      auto [code, message] = describe(r.error());
-      self->control(error_frame(code, message, {{"topic", "order"}, {"order_id", id}}));
-      self->unsubscribe_order(id);
+      self->refused(false, id, r.error());
     });
   }
 

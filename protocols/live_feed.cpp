@@ -91,67 +91,44 @@ bool merge(order_view& into, const order_view& o) {
 
 } // namespace
 
-void live_feed::seed_stock(const sku_stock& s) {
-  auto& sh = shard_of(stock_, s.sku);
+template <class Merge>
+void live_feed::update(bool stock, std::string_view id, bool seed, Merge merge) {
+  auto& sh = shard_of(stock ? stock_ : orders_, id);
   bool go = false;
   {
     std::lock_guard guard{sh.mtx};
-    auto i = sh.entries.find(s.sku);
+    auto i = sh.entries.find(id);
     if (i == sh.entries.end())
-      return; // everyone left meanwhile
-    for (auto& l : s.warehouses)
-      merge(i->second.levels, l);
-    i->second.seeded = true;
-    go = due(i->second);
+      return; // nobody subscribed (or everyone left meanwhile)
+    bool changed = merge(i->second);
+    if (seed)
+      i->second.seeded = true;
+    go = (changed || seed) && due(i->second);
   }
   if (go)
-    schedule(true, s.sku);
+    schedule(stock, std::string{id});
+}
+
+void live_feed::seed_stock(const sku_stock& s) {
+  update(true, s.sku, true, [&s](entry& e) {
+    for (auto& l : s.warehouses)
+      merge(e.levels, l);
+    return true;
+  });
 }
 
 void live_feed::seed_order(const order_view& o) {
-  auto& sh = shard_of(orders_, o.order_id);
-  bool go = false;
-  {
-    std::lock_guard guard{sh.mtx};
-    auto i = sh.entries.find(o.order_id);
-    if (i == sh.entries.end())
-      return;
-    merge(i->second.order, o);
-    i->second.seeded = true;
-    go = due(i->second);
-  }
-  if (go)
-    schedule(false, o.order_id);
+  update(false, o.order_id, true, [&o](entry& e) { return merge(e.order, o); });
 }
 
 void live_feed::stock_changed(const stock_level& pair) {
   if (pair.version == 0)
     return; // a pair that has no durable state yet shows nothing new
-  auto& sh = shard_of(stock_, pair.sku);
-  bool go = false;
-  {
-    std::lock_guard guard{sh.mtx};
-    auto i = sh.entries.find(std::string_view{pair.sku});
-    if (i == sh.entries.end())
-      return;
-    go = merge(i->second.levels, pair) && due(i->second);
-  }
-  if (go)
-    schedule(true, pair.sku);
+  update(true, pair.sku, false, [&pair](entry& e) { return merge(e.levels, pair); });
 }
 
 void live_feed::order_changed(const order_view& o) {
-  auto& sh = shard_of(orders_, o.order_id);
-  bool go = false;
-  {
-    std::lock_guard guard{sh.mtx};
-    auto i = sh.entries.find(std::string_view{o.order_id});
-    if (i == sh.entries.end())
-      return;
-    go = merge(i->second.order, o) && due(i->second);
-  }
-  if (go)
-    schedule(false, o.order_id);
+  update(false, o.order_id, false, [&o](entry& e) { return merge(e.order, o); });
 }
 
 void live_feed::deliver(bool stock, const std::string& id) {

@@ -92,6 +92,10 @@ private:
   void unsubscribe(table& t, const std::string& id, const subscriber* sub);
   /// Under the shard lock: marks a delivery due; true if the caller must schedule it.
   static bool due(entry& e);
+  /// Applies `merge` to the key's entry if someone watches it (a seed also
+  /// marks it known) and schedules a delivery when that changed anything.
+  template <class Merge>
+  void update(bool stock, std::string_view id, bool seed, Merge merge);
   void schedule(bool stock, std::string id);
   void deliver(bool stock, const std::string& id);
   static std::string render(bool stock, const std::string& id, const entry& e);

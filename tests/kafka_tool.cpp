@@ -11,6 +11,7 @@
 //       Stops after N messages, or after MS without a new one.
 #include "persistence/embedded_kafka.hpp"
 #include "protocols/envelope.hpp"
+#include "tests/support/tool_flags.hpp"
 
 #include <librdkafka/rdkafka.h>
 #include <spdlog/sinks/stdout_sinks.h>
@@ -26,13 +27,6 @@
 #include <vector>
 
 namespace {
-
-std::map<std::string, std::string> flags(int argc, char** argv) {
-  std::map<std::string, std::string> out;
-  for (int i = 2; i + 1 < argc; i += 2)
-    out[argv[i]] = argv[i + 1];
-  return out;
-}
 
 int mock(std::map<std::string, std::string> f) {
   // stdout is the protocol with the test: logs go to stderr.
@@ -121,9 +115,9 @@ int consume(std::map<std::string, std::string> f) {
 int main(int argc, char** argv) {
   std::string cmd = argc > 1 ? argv[1] : "";
   if (cmd == "mock")
-    return mock(flags(argc, argv));
+    return mock(emporium::test::tool_flags(argc, argv));
   if (cmd == "consume")
-    return consume(flags(argc, argv));
+    return consume(emporium::test::tool_flags(argc, argv));
   std::cerr << "usage: kafka_tool mock|consume ... (see the source's header)\n";
   return 2;
 }

@@ -16,6 +16,8 @@
 //       pushes N items (seq 1..N, spread over K SKUs) in batch frames, at most
 //       8 frames ahead of the acks; prints JSON: items, acked, applied, errors,
 //       seconds, items_per_s.
+#include "tests/support/tool_flags.hpp"
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
@@ -45,13 +47,6 @@ using tcp = net::ip::tcp;
 using clock_type = std::chrono::steady_clock;
 
 namespace {
-
-std::map<std::string, std::string> flags(int argc, char** argv) {
-  std::map<std::string, std::string> out;
-  for (int i = 2; i + 1 < argc; i += 2)
-    out[argv[i]] = argv[i + 1];
-  return out;
-}
 
 /// Connects and upgrades synchronously; `rcvbuf` > 0 shrinks the receive buffer.
 std::unique_ptr<websocket::stream<tcp::socket>> open_ws(net::io_context& ioc, int port,
@@ -335,11 +330,11 @@ int main(int argc, char** argv) {
   std::string cmd = argc > 1 ? argv[1] : "";
   try {
     if (cmd == "client")
-      return client(flags(argc, argv));
+      return client(emporium::test::tool_flags(argc, argv));
     if (cmd == "fanout")
-      return fanout(flags(argc, argv));
+      return fanout(emporium::test::tool_flags(argc, argv));
     if (cmd == "push")
-      return push(flags(argc, argv));
+      return push(emporium::test::tool_flags(argc, argv));
   } catch (const std::exception& e) {
     std::cerr << "ws_tool: " << e.what() << "\n";
     return 1;
