@@ -22,7 +22,7 @@ def published():
 
 
 # Wait for the relay to catch up with whatever the earlier steps wrote.
-while subprocess.run(["psql", pg, "-tAc", "SELECT count(*) FROM events WHERE published_at IS NULL"],
+while subprocess.run(["psql", pg, "-tAc", "SELECT count(*) FROM outbox_pending"],
                      capture_output=True, text=True).stdout.strip() != "0":
     time.sleep(0.2)
 before = published()

@@ -16,7 +16,6 @@
 
 #include <memory>
 #include <optional>
-#include <unordered_set>
 
 namespace emporium::persistence {
 
@@ -28,20 +27,27 @@ using clock_type = std::chrono::steady_clock;
 /// Held for the life of the relay's session: one active relay per database.
 constexpr const char* leader_sql = "SELECT pg_try_advisory_lock(4242002)";
 
+/// The relay's high-water mark (migration 005): everything up to (txid, position) is in Kafka.
+constexpr const char* read_mark_sql = "SELECT txid::text, position FROM outbox_progress";
+
+/// The next events after the mark, of transactions older than every running one
+/// (txid < xmin): a transaction still open may hold a lower position, but never a
+/// lower txid than xmin, so nothing behind the mark can appear later.
 constexpr const char* fetch_sql
-  = "SELECT position, event_id::text, aggregate_type, aggregate_id, event_version, event_type, "
-    "(extract(epoch FROM event_time) * 1000)::bigint, data::text, "
+  = "SELECT position, txid::text, event_id::text, aggregate_type, aggregate_id, event_version, "
+    "event_type, (extract(epoch FROM event_time) * 1000)::bigint, data::text, "
     "coalesce(metadata->>'correlationId', ''), coalesce(metadata->>'causationId', ''), "
     "coalesce(metadata->>'userId', ''), coalesce(metadata->>'node', '') FROM events "
-    "WHERE published_at IS NULL ORDER BY position LIMIT $1";
+    "WHERE (txid, position) > ($1::xid8, $2::bigint) "
+    "AND txid < pg_snapshot_xmin(pg_current_snapshot()) "
+    "ORDER BY events.txid, events.position LIMIT $3"; // the columns, not the text output
 
 constexpr const char* mark_sql
-  = "UPDATE events SET published_at = now() WHERE position = ANY($1::bigint[]) "
-    "AND published_at IS NULL";
+  = "UPDATE outbox_progress SET txid = $1::xid8, position = $2, updated_at = now()";
 
 constexpr const char* lag_sql
   = "SELECT count(*), coalesce(extract(epoch FROM now() - min(event_time)), 0)::float8 "
-    "FROM events WHERE published_at IS NULL";
+    "FROM events WHERE (txid, position) > ($1::xid8, $2::bigint)";
 
 struct relay_metrics {
   prometheus::Gauge* lag_events;
@@ -82,8 +88,14 @@ struct relay_metrics {
   }
 };
 
+/// A point in the relay's order.
+struct outbox_mark {
+  std::string txid;
+  int64_t position = 0;
+};
+
 struct outbox_row {
-  int64_t position;
+  outbox_mark at;
   domain_event event;
 };
 
@@ -244,46 +256,44 @@ struct relay_state {
   bool topics_done = false;
   clock_type::time_point next_lag{};
 
-  void refresh_lag(relay_metrics& m) {
+  outbox_mark read_mark() {
     pqxx::nontransaction tx{*conn};
-    auto r = tx.exec(lag_sql);
+    auto r = tx.exec(read_mark_sql);
+    return {r[0][0].as<std::string>(), r[0][1].as<int64_t>()};
+  }
+
+  void refresh_lag(relay_metrics& m) {
+    auto at = read_mark();
+    pqxx::nontransaction tx{*conn};
+    auto r = tx.exec_params(lag_sql, at.txid, at.position);
     m.lag_events->Set(r[0][0].as<double>());
     m.lag_seconds->Set(r[0][1].as<double>());
   }
 
-  std::vector<outbox_row> fetch() {
+  std::vector<outbox_row> fetch(const outbox_mark& after) {
     pqxx::nontransaction tx{*conn};
     std::vector<outbox_row> rows;
-    for (const auto& r : tx.exec_params(fetch_sql, static_cast<int64_t>(cfg.batch)))
+    for (const auto& r : tx.exec_params(fetch_sql, after.txid, after.position,
+                                        static_cast<int64_t>(cfg.batch)))
       rows.push_back(
-        {r[0].as<int64_t>(),
-         domain_event{r[1].as<std::string>(), r[5].as<std::string>(), r[3].as<std::string>(),
-                      r[2].as<std::string>(), r[4].as<int64_t>(), r[6].as<int64_t>(),
-                      r[7].as<std::string>(), r[8].as<std::string>(), r[9].as<std::string>(),
-                      r[10].as<std::string>(), r[11].as<std::string>()}});
+        {{r[1].as<std::string>(), r[0].as<int64_t>()},
+         domain_event{r[2].as<std::string>(), r[6].as<std::string>(), r[4].as<std::string>(),
+                      r[3].as<std::string>(), r[5].as<int64_t>(), r[7].as<int64_t>(),
+                      r[8].as<std::string>(), r[9].as<std::string>(), r[10].as<std::string>(),
+                      r[11].as<std::string>(), r[12].as<std::string>()}});
     return rows;
   }
 
-  /// Marks delivered events published, per aggregate only up to its first
-  /// undelivered one. Returns how many were marked.
+  /// Moves the mark past the delivered prefix of the round (everything after
+  /// the first undelivered event is sent again: at least once, in order per
+  /// aggregate). Returns how many events the mark passed.
   size_t mark(const std::vector<outbox_row>& rows, const char* status) {
-    std::unordered_set<std::string_view> blocked;
-    std::string positions = "{";
     size_t n = 0;
-    for (size_t i = 0; i < rows.size(); ++i) {
-      const auto& id = rows[i].event.aggregate_id;
-      if (status[i] != 1 || blocked.count(id) > 0) {
-        blocked.insert(id);
-        continue;
-      }
-      if (n++ > 0)
-        positions += ',';
-      positions += std::to_string(rows[i].position);
-    }
-    positions += '}';
+    while (n < rows.size() && status[n] == 1)
+      ++n;
     if (n > 0) {
       pqxx::nontransaction tx{*conn};
-      tx.exec_params(mark_sql, positions);
+      tx.exec_params(mark_sql, rows[n - 1].at.txid, rows[n - 1].at.position);
     }
     return n;
   }
@@ -319,7 +329,7 @@ struct relay_state {
     m.breaker_state->Set(state == breaker::state::closed ? 0 : state == breaker::state::open ? 1 : 2);
     if (state == breaker::state::open)
       return 200ms;
-    auto rows = fetch();
+    auto rows = fetch(read_mark());
     if (rows.empty())
       return cfg.idle_poll;
     if (!gate->allow(now))

@@ -33,12 +33,12 @@ struct outbox_config {
 ///
 /// - One relay per database is active: it holds a session advisory lock; the
 ///   relays of other nodes stand by and take over when its session ends.
-/// - Each round reads up to `batch` unpublished events in `position` order,
-///   produces each to its topic (protocols::topic_for) with the aggregate id as
-///   key and the envelope as value (idempotent producer, acks=all), waits for
-///   the delivery reports, and marks published only events whose report came
-///   back, and of each aggregate only the prefix before its first failure: the
-///   rest goes again next round, so per-aggregate order holds.
+/// - Each round reads up to `batch` events after the high-water mark
+///   (`outbox_progress`) in (txid, position) order, only of transactions older
+///   than every running one, produces each to its topic (protocols::topic_for)
+///   with the aggregate id as key and the envelope as value (idempotent
+///   producer, acks=all), waits for the delivery reports, and moves the mark
+///   past the delivered prefix: the rest goes again next round, in order.
 /// - Kafka down: rounds fail, the breaker opens, events wait in the table
 ///   (writes to the shop are not affected); `emporium_outbox_lag_events` and
 ///   `_seconds` show the backlog. At-least-once: a crash between delivery and

@@ -4,6 +4,7 @@ in a process of its own that the test takes down and brings back. A
 librdkafka consumer reads the topics back."""
 import collections
 import json
+import subprocess
 import time
 import unittest
 
@@ -23,14 +24,15 @@ def committed_events(dsn):
     rows = psql(dsn, "SELECT json_build_object('eventId', event_id, 'eventType', event_type, "
                      "'aggregateId', aggregate_id, 'aggregateType', aggregate_type, "
                      "'eventVersion', event_version, 'data', data, 'metadata', metadata, "
-                     "'published', published_at IS NOT NULL) FROM events ORDER BY position")
+                     "'published', (txid, position) <= (SELECT txid, position FROM outbox_progress)) "
+                     "FROM events ORDER BY position")
     return [json.loads(r) for r in rows.splitlines()]
 
 
 def wait_published(node, dsn, timeout=60):
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if psql(dsn, "SELECT count(*) FROM events WHERE published_at IS NULL") == "0":
+        if psql(dsn, "SELECT count(*) FROM outbox_pending") == "0":
             return
         time.sleep(0.1)
     raise AssertionError("the outbox did not drain: lag %s" % node.metric("emporium_outbox_lag_events"))
@@ -114,6 +116,76 @@ class Embedded(OutboxChecks):
             provider.stop()
 
 
+class LateCommit(OutboxChecks):
+    """The relay's high-water mark never passes an event whose transaction took
+    its position early and commits late: until that transaction ends nothing
+    younger is relayed, and afterwards every event arrives once, in order."""
+
+    def test_a_late_commit_is_not_skipped(self):
+        dsn = fresh_database()
+        node = Node(dsn).start()
+        held = None
+        try:
+            r = node.request
+            self.assertEqual(r("PUT", "/v1/warehouses/w1/stock/LT0", {"on_hand": 1, "seq": 1}, WH1)[0], 200)
+            wait_published(node, dsn)
+            held = subprocess.Popen(["psql", dsn, "-q", "-v", "ON_ERROR_STOP=1"], stdin=subprocess.PIPE,
+                                    stdout=subprocess.DEVNULL, text=True)
+            held.stdin.write(
+                "BEGIN; INSERT INTO events (event_id, aggregate_type, aggregate_id, event_version, "
+                "event_type, event_time, data, metadata) VALUES (gen_random_uuid(), 'stock', 'LATE@w1', 1, "
+                "'stock_adjusted', now(), '{\"delta\": 1, \"sku\": \"LATE\", \"warehouse\": \"w1\"}', "
+                "'{\"correlationId\": \"late\", \"causationId\": \"\", \"userId\": \"test\", "
+                "\"node\": \"test\"}');\n")
+            held.stdin.flush()
+            deadline = time.time() + 10
+            while psql(dsn, "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction' "
+                            "AND datname = current_database()") != "1":
+                self.assertLess(time.time(), deadline, "the held transaction never started")
+                time.sleep(0.05)
+            for seq in range(1, 21):  # positions after the held one, committed first
+                self.assertEqual(r("PUT", "/v1/warehouses/w1/stock/LT1", {"on_hand": seq, "seq": seq}, WH1)[0], 200)
+            # Many relay rounds (one every 20 ms when idle): none may pass the held transaction.
+            time.sleep(1.5)
+            self.assertEqual(psql(dsn, "SELECT count(*) FROM outbox_pending"), "20")
+            self.assertGreaterEqual(node.metric("emporium_outbox_lag_events"), 20)
+            held.stdin.write("COMMIT;\n")
+            held.stdin.close()
+            self.assertEqual(held.wait(timeout=10), 0)
+            held = None
+            wait_published(node, dsn)
+            rows = committed_events(dsn)
+            self.assertEqual(len(rows), 22)
+            messages = consume(node.kafka_bootstrap(), ["inventory"], count=len(rows))
+            self.check_delivered(dsn, messages)
+            self.assertIn("LATE@w1", [m["key"] for m in messages])
+        finally:
+            if held:
+                held.kill()
+            self.assertEqual(node.stop(), 0)
+
+
+    def test_relay_order_is_numeric_in_txid(self):
+        """Events are relayed in (txid, position) order as numbers: txid 9 before
+        txid 10, which sort the other way round as text."""
+        dsn = fresh_database()
+        node = Node(dsn).start()
+        try:
+            event = ("(gen_random_uuid(), 'stock', 'TXO@w1', %d, 'stock_adjusted', now(), "
+                     "'{\"delta\": 1, \"sku\": \"TXO\", \"warehouse\": \"w1\"}', "
+                     "'{\"correlationId\": \"t\", \"causationId\": \"\", \"userId\": \"test\", "
+                     "\"node\": \"test\"}', '%d')")
+            psql(dsn, "BEGIN; INSERT INTO events (event_id, aggregate_type, aggregate_id, event_version, "
+                      "event_type, event_time, data, metadata, txid) VALUES " + event % (1, 9) + ", "
+                      + event % (2, 10) + "; UPDATE outbox_progress SET txid = '8', position = 0; COMMIT;")
+            wait_published(node, dsn)
+            messages = consume(node.kafka_bootstrap(), ["inventory"], count=2)
+            self.assertEqual([m["value"]["eventVersion"] for m in messages], [1, 2])
+            self.check_delivered(dsn, messages)
+        finally:
+            self.assertEqual(node.stop(), 0)
+
+
 class Outage(OutboxChecks):
     """Kafka goes away while the shop keeps writing; when it is back every
     event arrives, per-aggregate order intact, and HTTP never saw an error."""
@@ -148,7 +220,7 @@ class Outage(OutboxChecks):
             while node.metric("emporium_outbox_breaker_state") == 0:
                 self.assertLess(time.time(), deadline, "the breaker never opened")
                 time.sleep(0.2)
-            unpublished = int(psql(dsn, "SELECT count(*) FROM events WHERE published_at IS NULL"))
+            unpublished = int(psql(dsn, "SELECT count(*) FROM outbox_pending"))
             self.assertGreaterEqual(unpublished, 200)
             kafka.up()
             push(40, skus)
