@@ -25,7 +25,7 @@ case "$cmd" in
 listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '/tmp'
-max_connections = 200
+max_connections = ${EMPORIUM_PG_MAX_CONNECTIONS:-200}
 shared_buffers = 256MB
 synchronous_commit = on
 CONF
