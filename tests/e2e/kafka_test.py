@@ -29,6 +29,17 @@ def committed_events(dsn):
     return [json.loads(r) for r in rows.splitlines()]
 
 
+def event_insert(sku, versions, txids=None):
+    """SQL inserting hand-made stock events of SKU@w1 (with explicit txids if given)."""
+    row = ("(gen_random_uuid(), 'stock', '{0}@w1', %d, 'stock_adjusted', now(), "
+           "'{{\"delta\": 1, \"sku\": \"{0}\", \"warehouse\": \"w1\"}}', "
+           "'{{\"correlationId\": \"test\", \"causationId\": \"\", \"userId\": \"test\", "
+           "\"node\": \"test\"}}'%s)").format(sku)
+    values = [row % (v, ", '%d'" % txids[i] if txids else "") for i, v in enumerate(versions)]
+    return ("INSERT INTO events (event_id, aggregate_type, aggregate_id, event_version, event_type, "
+            "event_time, data, metadata%s) VALUES %s;" % (", txid" if txids else "", ", ".join(values)))
+
+
 def wait_published(node, dsn, timeout=60):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -131,12 +142,7 @@ class LateCommit(OutboxChecks):
             wait_published(node, dsn)
             held = subprocess.Popen(["psql", dsn, "-q", "-v", "ON_ERROR_STOP=1"], stdin=subprocess.PIPE,
                                     stdout=subprocess.DEVNULL, text=True)
-            held.stdin.write(
-                "BEGIN; INSERT INTO events (event_id, aggregate_type, aggregate_id, event_version, "
-                "event_type, event_time, data, metadata) VALUES (gen_random_uuid(), 'stock', 'LATE@w1', 1, "
-                "'stock_adjusted', now(), '{\"delta\": 1, \"sku\": \"LATE\", \"warehouse\": \"w1\"}', "
-                "'{\"correlationId\": \"late\", \"causationId\": \"\", \"userId\": \"test\", "
-                "\"node\": \"test\"}');\n")
+            held.stdin.write("BEGIN; " + event_insert("LATE", [1]) + "\n")
             held.stdin.flush()
             deadline = time.time() + 10
             while psql(dsn, "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction' "
@@ -164,20 +170,14 @@ class LateCommit(OutboxChecks):
                 held.kill()
             self.assertEqual(node.stop(), 0)
 
-
     def test_relay_order_is_numeric_in_txid(self):
         """Events are relayed in (txid, position) order as numbers: txid 9 before
         txid 10, which sort the other way round as text."""
         dsn = fresh_database()
         node = Node(dsn).start()
         try:
-            event = ("(gen_random_uuid(), 'stock', 'TXO@w1', %d, 'stock_adjusted', now(), "
-                     "'{\"delta\": 1, \"sku\": \"TXO\", \"warehouse\": \"w1\"}', "
-                     "'{\"correlationId\": \"t\", \"causationId\": \"\", \"userId\": \"test\", "
-                     "\"node\": \"test\"}', '%d')")
-            psql(dsn, "BEGIN; INSERT INTO events (event_id, aggregate_type, aggregate_id, event_version, "
-                      "event_type, event_time, data, metadata, txid) VALUES " + event % (1, 9) + ", "
-                      + event % (2, 10) + "; UPDATE outbox_progress SET txid = '8', position = 0; COMMIT;")
+            psql(dsn, "BEGIN; " + event_insert("TXO", [1, 2], txids=[9, 10])
+                 + " UPDATE outbox_progress SET txid = '8', position = 0; COMMIT;")
             wait_published(node, dsn)
             messages = consume(node.kafka_bootstrap(), ["inventory"], count=2)
             self.assertEqual([m["value"]["eventVersion"] for m in messages], [1, 2])
