@@ -45,6 +45,7 @@ curl -sf -X PUT http://127.0.0.1:$HTTP_PORT/v1/warehouses/w1/stock/HOT \
 
 lg() { build/bench/loadgen --port "$1" --connections "$CONNS" --duration "$DUR" "${@:2}"; } # a later --connections wins
 field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
+tps() { sed -n 's/tps = \([0-9.]*\).*/\1/p'; }
 
 echo "== cached pair reads through the gateway"
 reads=$(lg $HTTP_PORT --path /v1/warehouses/w1/stock/HOT --header "Authorization: Bearer $OPS")
@@ -109,10 +110,10 @@ echo "$relay"
 jf() { python3 -c "import json,sys; print(json.loads(sys.argv[1])['$2'])" "$1"; }
 
 res_rps=$(echo "$res" | field rps)
-pg_tps=$(echo "$pg" | sed -n 's/tps = \([0-9.]*\).*/\1/p')
+pg_tps=$(echo "$pg" | tps)
 hello_rps=$(echo "$hello" | field rps)
 flash_rps=$(echo "$flash" | field rps)
-pg_flash_tps=$(echo "$pg_flash" | sed -n 's/tps = \([0-9.]*\).*/\1/p')
+pg_flash_tps=$(echo "$pg_flash" | tps)
 python3 - "$res_rps" "$pg_tps" "$read_max" "$hello_rps" "$(echo "$paced" | field p50_ms)" \
   "$(echo "$paced" | field p99_ms)" "$(echo "$res" | field p50_ms)" "$(echo "$res" | field p99_ms)" \
   "$(echo "$chk" | field checkout_rps)" "$(echo "$chk" | field saga_p50_ms)" "$(echo "$chk" | field saga_p99_ms)" \

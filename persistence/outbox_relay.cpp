@@ -28,6 +28,8 @@ using clock_type = std::chrono::steady_clock;
 constexpr const char* leader_sql = "SELECT pg_try_advisory_lock(4242002)";
 
 /// The relay's high-water mark (migration 005): everything up to (txid, position) is in Kafka.
+/// Read every round rather than kept in memory: the row is the truth, so an operator can move
+/// it back to send events again.
 constexpr const char* read_mark_sql = "SELECT txid::text, position FROM outbox_progress";
 
 /// The next events after the mark, of transactions older than every running one

@@ -31,13 +31,12 @@ def committed_events(dsn):
 
 def event_insert(sku, versions, txids=None):
     """SQL inserting hand-made stock events of SKU@w1 (with explicit txids if given)."""
-    row = ("(gen_random_uuid(), 'stock', '{0}@w1', %d, 'stock_adjusted', now(), "
-           "'{{\"delta\": 1, \"sku\": \"{0}\", \"warehouse\": \"w1\"}}', "
-           "'{{\"correlationId\": \"test\", \"causationId\": \"\", \"userId\": \"test\", "
-           "\"node\": \"test\"}}'%s)").format(sku)
-    values = [row % (v, ", '%d'" % txids[i] if txids else "") for i, v in enumerate(versions)]
+    data = json.dumps({"delta": 1, "sku": sku, "warehouse": "w1"})
+    meta = json.dumps({"correlationId": "test", "causationId": "", "userId": "test", "node": "test"})
+    rows = ["(gen_random_uuid(), 'stock', '%s@w1', %d, 'stock_adjusted', now(), '%s', '%s'%s)"
+            % (sku, v, data, meta, ", '%d'" % txids[i] if txids else "") for i, v in enumerate(versions)]
     return ("INSERT INTO events (event_id, aggregate_type, aggregate_id, event_version, event_type, "
-            "event_time, data, metadata%s) VALUES %s;" % (", txid" if txids else "", ", ".join(values)))
+            "event_time, data, metadata%s) VALUES %s;" % (", txid" if txids else "", ", ".join(rows)))
 
 
 def wait_published(node, dsn, timeout=60):
