@@ -25,6 +25,8 @@ struct cart_state {
   static inline const char* name = "cart";
   explicit cart_state(caf::local_actor* self) : clock(self) {
   }
+  caf::actor home;     ///< the router hosting this cart
+  bool leaving = false; ///< asked home to stop it (nothing stored)
   cart_view cart; ///< version 0: no such cart
   store_actor store;
   cart_config cfg;
@@ -146,7 +148,7 @@ void arm_expiry(self_ptr self) {
 bool absent(self_ptr self) {
   if (self->state.cart.version != 0)
     return false;
-  self->quit(); // the router forgets it; a create starts a fresh one
+  leave_when_unused(self, self->state.home, self->state.leaving);
   return true;
 }
 
@@ -261,8 +263,10 @@ void checkout(self_ptr self, checkout_cart cmd, order_reply reply) {
   }
 }
 
-caf::behavior cart_behavior(self_ptr self, std::string id, store_actor store, cart_config cfg) {
+caf::behavior cart_behavior(self_ptr self, std::string id, store_actor store, cart_config cfg,
+                            caf::actor home) {
   auto& st = self->state;
+  st.home = std::move(home);
   st.cart.cart_id = id;
   st.store = std::move(store);
   st.cfg = std::move(cfg);
@@ -397,8 +401,9 @@ caf::behavior cart_behavior(self_ptr self, std::string id, store_actor store, ca
 } // namespace
 
 caf::actor spawn_cart(caf::actor_system& sys, std::string cart_id, store_actor store,
-                      cart_config cfg) {
-  return sys.spawn(cart_behavior, std::move(cart_id), std::move(store), std::move(cfg));
+                      cart_config cfg, caf::actor home) {
+  return sys.spawn(cart_behavior, std::move(cart_id), std::move(store), std::move(cfg),
+                   std::move(home));
 }
 
 } // namespace emporium::actors

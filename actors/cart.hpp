@@ -31,7 +31,8 @@ struct cart_config {
 ///   the cart and answers `conflict`), places the order "order:ord_<cart>-<version>"
 ///   and closes the cart (checked_out). Checking out a closed cart again answers
 ///   its order: a checkout is idempotent with or without an Idempotency-Key.
+/// `home`: the router hosting it (see leave_when_unused), none in unit tests.
 caf::actor spawn_cart(caf::actor_system& sys, std::string cart_id, protocols::store_actor store,
-                      cart_config cfg);
+                      cart_config cfg, caf::actor home = {});
 
 } // namespace emporium::actors

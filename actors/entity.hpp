@@ -1,6 +1,7 @@
 #pragma once
 
 #include "protocols/ids.hpp"
+#include "protocols/type_ids.hpp"
 #include "protocols/store.hpp"
 
 #include <caf/event_based_actor.hpp>
@@ -33,6 +34,17 @@ inline protocols::domain_event entity_event(const protocols::entity_record& afte
   return {protocols::new_uuid(), type, after.aggregate_id, after.aggregate_type, after.version,
           after.updated_at_ms, boost::json::serialize(data), origin.correlation_id, "",
           origin.user_id, origin.node};
+}
+
+/// An entity that found nothing stored answers not_found and asks `home` (the
+/// router hosting it) once to stop it; the router does so only when no
+/// request for it is under way. Quitting by itself would drop a request that
+/// is already on its way (a create queued behind a read of an unknown id).
+inline void leave_when_unused(caf::event_based_actor* self, const caf::actor& home, bool& asked) {
+  if (!home || asked)
+    return;
+  asked = true;
+  self->send(home, protocols::passivate_atom_v);
 }
 
 /// The passivate_atom answer of an entity that awaits every write: nothing

@@ -62,7 +62,7 @@ step next_step(const order_data& d, int64_t now_ms, int64_t max_wait_ms) {
       return step::refund;
     if (d.authorized && !d.captured && !d.voided)
       return step::void_payment;
-    if (d.view.status == "returned")
+    if (d.ending == "returned")
       return d.restocked ? step::none : step::restock;
     if (d.reserved && !d.released && !d.fulfilled)
       return step::release;
@@ -145,7 +145,7 @@ void apply(order_data& d, const domain_event& e) {
     v.payment_status = "captured";
     v.status = "paid";
   } else if (t == "order_failed" || t == "order_cancelled") {
-    v.status = t == "order_failed" ? "failed" : "cancelled";
+    d.ending = t == "order_failed" ? "failed" : "cancelled";
     v.reason = text(data, "reason");
     if (v.reason == "payment_declined")
       v.payment_status = "declined";
@@ -165,12 +165,14 @@ void apply(order_data& d, const domain_event& e) {
   } else if (t == "order_delivered") {
     v.status = "delivered";
   } else if (t == "order_returned") {
-    v.status = "returned";
+    d.ending = "returned";
     v.reason = text(data, "reason");
     d.unwinding = true;
   } else if (t == "stock_restocked") {
     d.restocked = true;
   }
+  if (d.unwinding && next_step(d, 0, INT64_MAX) == step::none)
+    v.status = d.ending; // the compensations are durable: the final status
 }
 
 order_data replay(const std::string& order_id, const std::vector<domain_event>& events,
@@ -218,6 +220,8 @@ struct order_state {
   static inline const char* name = "order";
   explicit order_state(caf::local_actor* self) : clock(self) {
   }
+  caf::actor home;      ///< the router hosting this order
+  bool leaving = false; ///< asked home to stop it (nothing stored)
   order_data data;
   std::vector<domain_event> events; ///< the stream, oldest first
   store_actor store;
@@ -599,7 +603,10 @@ caf::error refuse_action(const order_data& d, const order_action& a) {
 /// Whether the status allows `action` now.
 caf::error refuse_transition(const order_data& d, const std::string& action) {
   auto& s = d.view.status;
-  bool ok = (action == "cancel" && !d.unwinding && (s == "pending" || s == "reserved" || s == "paid"))
+  if (d.unwinding && s != d.ending)
+    return caf::make_error(errc::invalid_state, "cannot " + action + " an order while it is being "
+                                                  + "undone (it ends as " + d.ending + ")");
+  bool ok = (action == "cancel" && (s == "pending" || s == "reserved" || s == "paid"))
             || (action == "ship" && s == "paid") || (action == "deliver" && s == "shipped")
             || (action == "return" && s == "delivered");
   if (ok)
@@ -682,8 +689,10 @@ void advance(self_ptr self) {
 
 // -- the actor -------------------------------------------------------------------------
 
-caf::behavior order_behavior(self_ptr self, std::string id, store_actor store, order_config cfg) {
+caf::behavior order_behavior(self_ptr self, std::string id, store_actor store, order_config cfg,
+                             caf::actor home) {
   auto& st = self->state;
+  st.home = std::move(home);
   st.data.view.order_id = id;
   st.store = std::move(store);
   st.cfg = std::move(cfg);
@@ -717,7 +726,7 @@ caf::behavior order_behavior(self_ptr self, std::string id, store_actor store, o
   auto absent = [self] {
     if (self->state.data.view.version != 0)
       return false;
-    self->quit();
+    leave_when_unused(self, self->state.home, self->state.leaving);
     return true;
   };
   return {
@@ -804,8 +813,9 @@ caf::behavior order_behavior(self_ptr self, std::string id, store_actor store, o
 } // namespace
 
 caf::actor spawn_order(caf::actor_system& sys, std::string order_id, store_actor store,
-                       order_config cfg) {
-  return sys.spawn(order_behavior, std::move(order_id), std::move(store), std::move(cfg));
+                       order_config cfg, caf::actor home) {
+  return sys.spawn(order_behavior, std::move(order_id), std::move(store), std::move(cfg),
+                   std::move(home));
 }
 
 } // namespace emporium::actors

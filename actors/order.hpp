@@ -48,6 +48,10 @@ struct order_data {
   /// Set by order_failed, order_cancelled or order_returned: the saga now
   /// undoes what it did instead of going on.
   bool unwinding = false;
+  /// The status the order shows once its compensations are durable (failed,
+  /// cancelled, returned); until then it keeps the one it had, so a client
+  /// that reads a final status finds the stock and the payment undone.
+  std::string ending;
   bool operator==(const order_data&) const = default;
 };
 
@@ -71,7 +75,8 @@ bool settled(const order_data& d);
 /// - order_action (cancel, ship, deliver, return) -> order_view;
 /// - resume_atom: go on with an unfinished saga (startup, timers);
 /// - passivate_atom -> bool: true only when settled and idle.
+/// `home`: the router hosting it (see leave_when_unused), none in unit tests.
 caf::actor spawn_order(caf::actor_system& sys, std::string order_id, protocols::store_actor store,
-                       order_config cfg);
+                       order_config cfg, caf::actor home = {});
 
 } // namespace emporium::actors

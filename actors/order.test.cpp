@@ -159,6 +159,39 @@ TEST_CASE_FIXTURE(saga_fixture, "insufficient stock fails the order and holds no
   CHECK(event_types("o1") == std::vector<std::string>{"order_placed", "order_failed"});
 }
 
+TEST_CASE_FIXTURE(saga_fixture, "a failed order reads failed only once its holds are released") {
+  pay->mode = "decline";
+  auto placed = send_request(directory, caf::make_message(route_atom_v, std::string{"order:o1"},
+    caf::make_message(place_order{"crt_1", "alice", {{"S1", 2, 1000}}, "EUR", "card", "tok", "{}", "r"})));
+  run();
+  bool seen_undoing = false; // order_failed durable, the release not yet
+  for (int i = 0; i < 50 && ctl->waiting > 0; ++i) {
+    complete_write(*this, store); // one write at a time, reading in between
+    auto pending = send_request(directory, caf::make_message(route_atom_v, std::string{"order:o1"},
+                                                             caf::make_message(get_order{{"alice", "customer"}})));
+    run();
+    auto v = receive<order_view>(pending);
+    REQUIRE(v);
+    auto types = event_types("o1");
+    bool failed_recorded = std::find(types.begin(), types.end(), "order_failed") != types.end();
+    if (v->status == "failed") {
+      CHECK(level("w1").reserved + level("w2").reserved == 0);
+    } else if (failed_recorded) {
+      seen_undoing = true;
+      CHECK(v->status == "reserved"); // the status it had, until the compensation is durable
+      auto cancel = send_request(directory, caf::make_message(route_atom_v, std::string{"order:o1"},
+        caf::make_message(order_action{"cancel", {"alice", "customer"}})));
+      run();
+      auto refused = receive<order_view>(cancel);
+      REQUIRE_FALSE(refused);
+      CHECK(to_errc(refused.error()) == errc::invalid_state);
+    }
+  }
+  CHECK(seen_undoing);
+  CHECK(receive<order_view>(placed));
+  CHECK(order("o1").status == "failed");
+}
+
 TEST_CASE_FIXTURE(saga_fixture, "a declined payment releases the holds and fails the order") {
   pay->mode = "decline";
   REQUIRE(place("o1", 2));

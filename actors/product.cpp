@@ -23,6 +23,8 @@ struct product_state {
   static inline const char* name = "product";
   explicit product_state(caf::local_actor* self) : clock(self) {
   }
+  caf::actor home;      ///< the router hosting this product
+  bool leaving = false; ///< asked home to stop it (nothing stored)
   product value;
   store_actor store;
   std::string node;
@@ -54,8 +56,9 @@ product from_record(const std::string& sku, const entity_record& r) {
 }
 
 caf::behavior product_behavior(self_ptr self, std::string sku, store_actor store,
-                               std::string node) {
+                               std::string node, caf::actor home) {
   auto& st = self->state;
+  st.home = std::move(home);
   st.value.sku = sku;
   st.store = std::move(store);
   st.node = std::move(node);
@@ -71,7 +74,7 @@ caf::behavior product_behavior(self_ptr self, std::string sku, store_actor store
   return {
     [self](get_product) -> caf::result<product> {
       if (self->state.value.version == 0) {
-        self->quit(); // nothing to keep in memory; a put starts a fresh actor
+        leave_when_unused(self, self->state.home, self->state.leaving);
         return caf::make_error(errc::not_found, std::string{"unknown product"});
       }
       return self->state.value;
@@ -110,8 +113,9 @@ caf::behavior product_behavior(self_ptr self, std::string sku, store_actor store
 } // namespace
 
 caf::actor spawn_product(caf::actor_system& sys, std::string sku, store_actor store,
-                         std::string node) {
-  return sys.spawn(product_behavior, std::move(sku), std::move(store), std::move(node));
+                         std::string node, caf::actor home) {
+  return sys.spawn(product_behavior, std::move(sku), std::move(store), std::move(node),
+                   std::move(home));
 }
 
 } // namespace emporium::actors

@@ -13,7 +13,8 @@ namespace emporium::actors {
 /// Answers get_product -> product (not_found when none) and put_product ->
 /// product once durable (event product_created / product_updated);
 /// passivate_atom -> true. Writes are awaited: one at a time, in order.
+/// `home`: the router hosting it (see leave_when_unused), none in unit tests.
 caf::actor spawn_product(caf::actor_system& sys, std::string sku, protocols::store_actor store,
-                         std::string node);
+                         std::string node, caf::actor home = {});
 
 } // namespace emporium::actors

@@ -9,6 +9,7 @@
 #include <caf/stateful_actor.hpp>
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -19,22 +20,32 @@ using namespace protocols;
 
 namespace {
 
-constexpr auto ask_timeout = std::chrono::seconds{10};
+constexpr auto ask_timeout = std::chrono::seconds{10}; ///< reads of the store
+
+/// Pause before a failed release of a reservation part is tried again.
+constexpr auto release_retry = std::chrono::seconds{1};
 
 struct sku_state {
   static inline const char* name = "sku";
   std::string sku;
   std::map<std::string, stock_actor> pairs; ///< by warehouse
   std::set<std::string> reserving;           ///< idempotent reservations under way
+  std::map<uint64_t, std::function<void()>> retries; ///< releases to try again, by timer id
+  uint64_t next_retry = 0;
+  size_t under_way = 0; ///< multi-step commands not answered yet (no passivation meanwhile)
   store_actor store;
   stock_config cfg;
 };
 
 using self_ptr = caf::stateful_actor<sku_state>*;
 
-/// Asks every target the same question; `done` gets the answers in order.
+/// Asks targets[i] msgs[i]; `done` gets the answers in order. No timeout:
+/// the pairs are this actor's linked children and always answer, a write with
+/// its definite outcome (the store bounds statements), so a timeout here
+/// would only turn a write that commits later into an error.
 template <class T, class Msg, class Done>
-void ask_all(self_ptr self, const std::vector<stock_actor>& targets, const Msg& msg, Done done) {
+void ask_each(self_ptr self, const std::vector<stock_actor>& targets, std::vector<Msg> msgs,
+              Done done) {
   struct gather {
     std::vector<caf::expected<T>> answers;
     size_t left;
@@ -48,7 +59,7 @@ void ask_all(self_ptr self, const std::vector<stock_actor>& targets, const Msg& 
     gather{std::vector<caf::expected<T>>(targets.size(), caf::expected<T>{caf::error{}}),
            targets.size(), std::move(done)});
   for (size_t i = 0; i < targets.size(); ++i) {
-    self->request(targets[i], ask_timeout, msg)
+    self->request(targets[i], caf::infinite, std::move(msgs[i]))
       .then(
         [g, i](T& x) {
           g->answers[i] = std::move(x);
@@ -61,6 +72,12 @@ void ask_all(self_ptr self, const std::vector<stock_actor>& targets, const Msg& 
             g->done(std::move(g->answers));
         });
   }
+}
+
+/// Asks every target the same question.
+template <class T, class Msg, class Done>
+void ask_all(self_ptr self, const std::vector<stock_actor>& targets, const Msg& msg, Done done) {
+  ask_each<T>(self, targets, std::vector<Msg>(targets.size(), msg), std::move(done));
 }
 
 std::vector<stock_actor> all_pairs(self_ptr self) {
@@ -95,7 +112,41 @@ reservation to_reservation(const std::string& sku, const std::vector<hold_view>&
   return r;
 }
 
-void reserve_across(self_ptr self, reserve_any cmd, caf::response_promise rp) {
+using reserve_done = std::function<void(caf::expected<reservation>)>;
+
+/// Gives back the parts of a reservation that failed elsewhere, then calls
+/// `done`. A release that fails (PostgreSQL down) is tried again every
+/// `release_retry` until it lands or the hold's own expiry has released it:
+/// the answer waits for that, so a refused reservation holds nothing.
+void release_parts(self_ptr self, std::vector<stock_actor> holders, reserve_any cmd,
+                   std::function<void()> done) {
+  ask_all<stock_result>(self, holders, release_stock{cmd.reservation_id, cmd.user_id, cmd.correlation_id},
+                        [self, holders, cmd, done](std::vector<caf::expected<stock_result>> rs) mutable {
+    std::vector<stock_actor> left;
+    for (size_t i = 0; i < rs.size(); ++i)
+      if (!rs[i] && to_errc(rs[i].error()) != errc::not_found)
+        left.push_back(holders[i]);
+    if (left.empty())
+      return done();
+    auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                 std::chrono::system_clock::now().time_since_epoch()).count();
+    log()->warn("event=reservation_part_release_failed sku={} reservation_id={} parts={}",
+                self->state.sku, cmd.reservation_id, left.size());
+    if (now > cmd.expires_at_ms)
+      return done(); // the pairs' expiry timers release what is left
+    self->state.retries.emplace(++self->state.next_retry,
+                                [self, left = std::move(left), cmd, done]() mutable {
+                                  release_parts(self, std::move(left), std::move(cmd), std::move(done));
+                                });
+    self->delayed_send(self, release_retry, resume_atom_v, self->state.next_retry);
+  });
+}
+
+/// All or nothing across the SKU's pairs (or only `cmd.warehouse`): plans
+/// against each pair's working level, largest availability first (fewest
+/// splits), reserves the parts in parallel and, if any part is refused,
+/// releases the others before answering.
+void reserve_across(self_ptr self, reserve_any cmd, reserve_done done) {
   std::vector<stock_actor> targets;
   if (cmd.warehouse.empty()) {
     targets = all_pairs(self);
@@ -103,8 +154,7 @@ void reserve_across(self_ptr self, reserve_any cmd, caf::response_promise rp) {
     targets.push_back(i->second);
   }
   ask_all<stock_level>(self, targets, get_stock_level{true}, // plan against pending writes too
-                       [self, cmd, rp, targets](std::vector<caf::expected<stock_level>> levels) mutable {
-    // Plan: largest availability first, so a reservation splits as little as possible.
+                       [self, cmd, done, targets](std::vector<caf::expected<stock_level>> levels) mutable {
     std::vector<std::pair<int64_t, size_t>> order;
     int64_t total = 0;
     for (size_t i = 0; i < levels.size(); ++i)
@@ -113,116 +163,72 @@ void reserve_across(self_ptr self, reserve_any cmd, caf::response_promise rp) {
         total += levels[i]->available;
       }
     if (total < cmd.quantity)
-      return rp.deliver(caf::make_error(errc::insufficient_stock, total));
+      return done(caf::make_error(errc::insufficient_stock, total));
     std::sort(order.begin(), order.end(), std::greater<>{});
     std::vector<stock_actor> chosen;
-    std::vector<int64_t> amounts;
+    std::vector<reserve_stock> parts;
     int64_t left = cmd.quantity;
     for (auto& [avail, i] : order) {
       if (left == 0)
         break;
       auto take = std::min(avail, left);
       chosen.push_back(targets[i]);
-      amounts.push_back(take);
+      parts.push_back(reserve_stock{cmd.reservation_id, take, cmd.expires_at_ms, cmd.user_id,
+                                    cmd.correlation_id});
       left -= take;
     }
-    struct gather {
-      std::vector<caf::expected<stock_result>> parts;
-      size_t left;
-    };
-    auto g = std::make_shared<gather>(
-      gather{std::vector<caf::expected<stock_result>>(chosen.size(), caf::error{}),
-             chosen.size()});
-    for (size_t i = 0; i < chosen.size(); ++i) {
-      auto part = reserve_stock{cmd.reservation_id, amounts[i], cmd.expires_at_ms, cmd.user_id,
-                                cmd.correlation_id};
-      auto finish = [self, g, chosen, targets, cmd, rp]() mutable {
-        if (--g->left > 0)
-          return;
-        std::vector<hold_view> held;
-        bool ok = true;
-        for (auto& p : g->parts) {
-          if (p)
-            held.push_back(p->hold);
-          else
-            ok = false;
+    ask_each<stock_result>(self, chosen, std::move(parts),
+                           [self, chosen, targets, cmd, done](std::vector<caf::expected<stock_result>> rs) mutable {
+      std::vector<hold_view> held;
+      std::vector<stock_actor> holders;
+      const caf::error* refused = nullptr;
+      for (size_t i = 0; i < rs.size(); ++i) {
+        if (rs[i]) {
+          held.push_back(rs[i]->hold);
+          holders.push_back(chosen[i]);
+        } else if (refused == nullptr) {
+          refused = &rs[i].error();
         }
-        if (ok)
-          return rp.deliver(to_reservation(self->state.sku, held));
-        // All or nothing: give back the parts we got.
-        for (size_t j = 0; j < chosen.size(); ++j)
-          if (g->parts[j])
-            self->request(chosen[j], ask_timeout, release_stock{cmd.reservation_id, cmd.user_id, cmd.correlation_id})
-              .then([](stock_result&) {}, [](caf::error&) {});
-        auto first_error = std::find_if(g->parts.begin(), g->parts.end(),
-                                        [](auto& p) { return !p; });
-        auto code = to_errc(first_error->error());
-        if (code == errc::insufficient_stock) {
-          ask_all<stock_level>(self, targets, get_stock_level{},
-                               [rp](std::vector<caf::expected<stock_level>> now) mutable {
-            int64_t sum = 0;
-            for (auto& l : now)
-              if (l)
-                sum += l->available;
-            rp.deliver(caf::make_error(errc::insufficient_stock, sum));
-          });
-          return;
-        }
-        rp.deliver(first_error->error());
-      };
-      self->request(chosen[i], ask_timeout, std::move(part))
-        .then(
-          [g, i, finish](stock_result& r) mutable {
-            g->parts[i] = std::move(r);
-            finish();
-          },
-          [g, i, finish](caf::error& e) mutable {
-            g->parts[i] = std::move(e);
-            finish();
-          });
-    }
+      }
+      if (refused == nullptr)
+        return done(to_reservation(self->state.sku, held));
+      // A part was refused (a race with other buyers, or its write failed;
+      // the pairs always answer with the definite outcome): give back the
+      // parts we got, then answer.
+      auto err = *refused;
+      release_parts(self, std::move(holders), cmd, [self, targets, err, done]() mutable {
+        if (to_errc(err) != errc::insufficient_stock)
+          return done(err);
+        ask_all<stock_level>(self, targets, get_stock_level{},
+                             [done](std::vector<caf::expected<stock_level>> now) mutable {
+          int64_t sum = 0;
+          for (auto& l : now)
+            if (l)
+              sum += l->available;
+          done(caf::make_error(errc::insufficient_stock, sum));
+        });
+      });
+    });
   });
 }
 
-/// With an Idempotency-Key: answer a live reservation with this id as is
-/// (409 if the request differs), refuse a duplicate that is still under way,
-/// otherwise reserve.
-void reserve_once(self_ptr self, reserve_any cmd, caf::response_promise rp) {
+/// With an Idempotency-Key: a reservation with this id that exists, live in a
+/// pair or final in PostgreSQL (released, expired), is answered as it is now
+/// (409 if the request differs) and nothing is held again; a duplicate still
+/// under way is refused; otherwise reserve.
+void reserve_once(self_ptr self, reserve_any cmd, reserve_done done_) {
   if (!self->state.reserving.insert(cmd.reservation_id).second)
-    return rp.deliver(caf::make_error(
+    return done_(caf::make_error(
       errc::conflict, std::string{"a request with this Idempotency-Key is in progress"}));
-  auto done = [self, id = cmd.reservation_id, rp](auto result) mutable {
+  auto done = [self, id = cmd.reservation_id, done_](caf::expected<reservation> r) mutable {
     self->state.reserving.erase(id);
-    rp.deliver(std::move(result));
+    done_(std::move(r));
   };
-  ask_all<hold_view>(self, all_pairs(self), get_hold{cmd.reservation_id},
-                     [self, cmd, done](std::vector<caf::expected<hold_view>> found) mutable {
-    std::vector<hold_view> holds;
-    for (auto& h : found)
-      if (h)
-        holds.push_back(std::move(*h));
-    if (holds.empty()) {
-      auto relay = [done](caf::expected<reservation> r) mutable {
-        if (r)
-          done(std::move(*r));
-        else
-          done(std::move(r.error()));
-      };
-      // Reserve, then hand the outcome to `done`, through a request to ourselves
-      // so the all-or-nothing logic stays in one place.
-      self->request(caf::actor_cast<caf::actor>(self), ask_timeout,
-                    reserve_any{cmd.reservation_id, cmd.quantity,
-                                                   cmd.expires_at_ms, cmd.user_id,
-                                                   cmd.correlation_id, cmd.warehouse, false})
-        .then([relay](reservation& r) mutable { relay(std::move(r)); },
-              [relay](caf::error& e) mutable { relay(std::move(e)); });
-      return;
-    }
-    auto existing = to_reservation(self->state.sku, holds);
+  auto answer_existing = [self, cmd, done](reservation existing) mutable {
     int64_t qty = 0;
     for (auto& a : existing.allocations)
       qty += a.quantity;
-    bool same = qty == cmd.quantity && existing.owner == cmd.user_id
+    bool same = existing.sku == self->state.sku && qty == cmd.quantity && existing.owner == cmd.user_id
                 && (cmd.warehouse.empty()
                     || (existing.allocations.size() == 1
                         && existing.allocations[0].warehouse == cmd.warehouse));
@@ -230,6 +236,27 @@ void reserve_once(self_ptr self, reserve_any cmd, caf::response_promise rp) {
       return done(caf::make_error(
         errc::conflict, std::string{"Idempotency-Key reused with a different request"}));
     done(std::move(existing));
+  };
+  ask_all<hold_view>(self, all_pairs(self), get_hold{cmd.reservation_id},
+                     [self, cmd, done, answer_existing](std::vector<caf::expected<hold_view>> found) mutable {
+    std::vector<hold_view> holds;
+    for (auto& h : found)
+      if (h)
+        holds.push_back(std::move(*h));
+    if (!holds.empty())
+      return answer_existing(to_reservation(self->state.sku, holds));
+    // Not live: released or expired rows stay in PostgreSQL, and a retry
+    // must not turn them back into a hold.
+    self->request(self->state.store, ask_timeout, locate_reservation{cmd.reservation_id})
+      .then(
+        [self, cmd, done, answer_existing](reservation_rows& rows) mutable {
+          if (!rows.sku.empty()) {
+            auto r = to_reservation(rows.sku, rows.holds);
+            return answer_existing(std::move(r));
+          }
+          reserve_across(self, std::move(cmd), std::move(done));
+        },
+        [done](caf::error& err) mutable { done(std::move(err)); });
   });
 }
 
@@ -291,11 +318,27 @@ caf::behavior sku_behavior(self_ptr self, std::string sku, store_actor store, st
     },
     [self](reserve_any& cmd) {
       auto rp = self->make_response_promise();
+      ++self->state.under_way;
+      auto done = [self, rp](caf::expected<reservation> r) mutable {
+        --self->state.under_way;
+        if (r)
+          rp.deliver(std::move(*r));
+        else
+          rp.deliver(std::move(r.error()));
+      };
       if (cmd.idempotent)
-        reserve_once(self, std::move(cmd), rp);
+        reserve_once(self, std::move(cmd), std::move(done));
       else
-        reserve_across(self, std::move(cmd), rp);
+        reserve_across(self, std::move(cmd), std::move(done));
       return rp;
+    },
+    [self](resume_atom, uint64_t id) {
+      auto& retries = self->state.retries;
+      if (auto i = retries.find(id); i != retries.end()) {
+        auto retry = std::move(i->second);
+        retries.erase(i);
+        retry();
+      }
     },
     [self](get_reservation& q) {
       auto rp = self->make_response_promise();
@@ -343,8 +386,15 @@ caf::behavior sku_behavior(self_ptr self, std::string sku, store_actor store, st
     },
     [self](passivate_atom) {
       auto rp = self->make_response_promise();
+      auto& st = self->state;
+      if (st.under_way > 0 || !st.retries.empty()) {
+        rp.deliver(false);
+        return rp;
+      }
       ask_all<bool>(self, all_pairs(self), passivate_atom_v,
                     [self, rp](std::vector<caf::expected<bool>> idle) mutable {
+        if (self->state.under_way > 0 || !self->state.retries.empty())
+          return rp.deliver(false);
         for (auto& x : idle)
           if (!x || !*x)
             return rp.deliver(false);

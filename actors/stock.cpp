@@ -84,6 +84,9 @@ struct batch_in_flight {
 /// trip instead of waiting for it (at fixed concurrency, latency is throughput).
 constexpr size_t max_in_flight = 2;
 
+/// How long a pair waits before writing expiries again after a failed write.
+constexpr std::chrono::milliseconds expiry_retry{1000};
+
 struct stock_state {
   static inline const char* name = "stock";
 
@@ -231,6 +234,19 @@ void schedule_expiry(self_ptr self) {
   self->delayed_send(self, std::chrono::milliseconds{delay}, expire_atom_v);
 }
 
+/// After a failed write: the next expiry check in `expiry_retry` at the
+/// earliest, whatever is due.
+void retry_expiry_later(self_ptr self) {
+  auto& st = self->state;
+  if (st.expiries.empty())
+    return;
+  auto at = std::max(st.expiries.begin()->first, st.clock.now_ms(self) + expiry_retry.count());
+  if (st.timer_due_ms != 0 && st.timer_due_ms <= at)
+    return;
+  st.timer_due_ms = at;
+  self->delayed_send(self, std::chrono::milliseconds{at - st.clock.now_ms(self) + 1}, expire_atom_v);
+}
+
 caf::error unknown_reservation() {
   return caf::make_error(errc::not_found, std::string{"unknown reservation"});
 }
@@ -311,7 +327,12 @@ void flush(self_ptr self) {
           // PostgreSQL holds a newer version than we do: stop, so the next
           // request recovers this pair from durable state.
           self->quit(err);
+          return;
         }
+        // Expiries that were part of the failed write are live holds again:
+        // try them again after a pause (not at once, or an outage would make
+        // every due hold a write loop).
+        retry_expiry_later(self);
       });
 }
 

@@ -161,6 +161,25 @@ TEST_CASE_FIXTURE(stock_fixture, "a hold not committed is released at its expiry
   CHECK(level(p).available == 4);
 }
 
+TEST_CASE_FIXTURE(stock_fixture, "an expiry whose write failed is tried again, and the pair may passivate after") {
+  auto p = spawn_pair();
+  REQUIRE(durable(p, push_stock_level{5, 1, false, 0, ""}));
+  REQUIRE(reserve(p, "r1", 2, 15s));
+  advance_time(16s);
+  REQUIRE(ctl->waiting == 1);
+  complete_write(*this, store, caf::make_error(errc::unavailable));
+  CHECK(level(p).reserved == 2); // the write failed: the hold is live again
+  CHECK_FALSE(*ask<bool>(p, passivate_atom_v));
+  advance_time(500ms);
+  CHECK(ctl->waiting == 0); // not at once: an outage must not become a write loop
+  advance_time(600ms);
+  REQUIRE(ctl->waiting == 1); // the timer was armed again
+  CHECK(ctl->batches.back().events.at(0).event_type == "reservation_expired");
+  complete_write(*this, store);
+  CHECK(level(p).reserved == 0);
+  CHECK(*ask<bool>(p, passivate_atom_v));
+}
+
 TEST_CASE_FIXTURE(stock_fixture, "holds found already expired at recovery are released at once") {
   pair_snapshot snap;
   snap.level = stock_level{"S1", "w1", 10, 4, 0, 0, 0, 7, 3};

@@ -400,17 +400,17 @@ int serve_command(const options& o) {
   order_cfg.feed = stock_cfg.feed;
   cluster::entity_router router{
     sys, rcfg,
-    {{"sku", [store, stock_cfg](caf::actor_system& s, const std::string& id) {
+    {{"sku", [store, stock_cfg](caf::actor_system& s, const std::string& id, const caf::actor&) {
         return actors::spawn_sku(s, id, store, stock_cfg);
       }},
-     {"product", [store, node](caf::actor_system& s, const std::string& id) {
-        return actors::spawn_product(s, id, store, node);
+     {"product", [store, node](caf::actor_system& s, const std::string& id, const caf::actor& home) {
+        return actors::spawn_product(s, id, store, node, home);
       }},
-     {"cart", [store, cart_cfg](caf::actor_system& s, const std::string& id) {
-        return actors::spawn_cart(s, id, store, cart_cfg);
+     {"cart", [store, cart_cfg](caf::actor_system& s, const std::string& id, const caf::actor& home) {
+        return actors::spawn_cart(s, id, store, cart_cfg, home);
       }},
-     {"order", [store, order_cfg](caf::actor_system& s, const std::string& id) {
-        return actors::spawn_order(s, id, store, order_cfg);
+     {"order", [store, order_cfg](caf::actor_system& s, const std::string& id, const caf::actor& home) {
+        return actors::spawn_order(s, id, store, order_cfg, home);
       }}}};
   router_ptr = &router;
   resume_sagas(sys, store, router);

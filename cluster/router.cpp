@@ -41,13 +41,20 @@ struct shard_state {
 
 using self_ptr = caf::stateful_actor<shard_state>*;
 
+/// Requests buffered for one entity while it decides whether to stop; beyond
+/// this, 503 at once (every queue is bounded).
+constexpr size_t max_buffered = 1024;
+
+/// How long an entity may take to say whether it stops.
+constexpr auto passivate_timeout = std::chrono::seconds{10};
+
 caf::actor spawn_entity(self_ptr self, const std::string& key) {
   auto colon = key.find(':');
   auto kind = key.substr(0, colon);
   auto i = self->state.factories.find(kind);
   if (colon == std::string::npos || i == self->state.factories.end())
     return {};
-  auto a = i->second(self->system(), key.substr(colon + 1));
+  auto a = i->second(self->system(), key.substr(colon + 1), caf::actor_cast<caf::actor>(self));
   self->monitor(a);
   self->state.keys[a.address()] = key;
   return a;
@@ -57,6 +64,36 @@ void flush_buffered(entry& e) {
   for (auto& [msg, rp] : e.buffered)
     rp.delegate(e.actor, std::move(msg));
   e.buffered.clear();
+}
+
+/// The entity stays: it serves again, starting with what was buffered.
+void keep(self_ptr self, const std::string& key) {
+  auto& st = self->state;
+  if (auto i = st.entities.find(key); i != st.entities.end() && i->second.passivating) {
+    i->second.passivating = false;
+    i->second.last_used = self->clock().now();
+    flush_buffered(i->second);
+  }
+}
+
+/// Asks the entity whether it may stop; requests for it wait in the router
+/// meanwhile, so none reaches an instance that is stopping. Agreed: its down
+/// message finishes the job. Refused, or no answer in time: it serves again.
+void try_passivate(self_ptr self, const std::string& key, entry& e) {
+  if (e.passivating)
+    return;
+  e.passivating = true;
+  self->request(e.actor, passivate_timeout, passivate_atom_v)
+    .then(
+      [self, key](bool stopping) {
+        if (!stopping)
+          keep(self, key);
+      },
+      [self, key](caf::error&) {
+        // Stuck or gone: if gone, its down message came first and took the
+        // entry (or started a fresh instance for the buffered requests).
+        keep(self, key);
+      });
 }
 
 caf::behavior shard_behavior(self_ptr self, router_config cfg,
@@ -110,7 +147,12 @@ caf::behavior shard_behavior(self_ptr self, router_config cfg,
       }
       auto& e = i->second;
       if (e.passivating) {
-        e.buffered.emplace_back(std::move(msg), self->make_response_promise());
+        auto rp = self->make_response_promise();
+        if (e.buffered.size() >= max_buffered) {
+          rp.deliver(caf::make_error(errc::unavailable, std::string{"entity is busy stopping"}));
+          return;
+        }
+        e.buffered.emplace_back(std::move(msg), std::move(rp));
         return;
       }
       e.last_used = self->clock().now();
@@ -119,27 +161,20 @@ caf::behavior shard_behavior(self_ptr self, router_config cfg,
     [self, sweep_every](sweep_atom) {
       auto& st = self->state;
       auto now = self->clock().now();
-      for (auto& [key, e] : st.entities) {
-        if (e.passivating || now - e.last_used < st.cfg.passivate_after)
-          continue;
-        e.passivating = true;
-        self->request(e.actor, std::chrono::seconds{10}, passivate_atom_v)
-          .then(
-            [self, key = key](bool stopping) {
-              if (stopping)
-                return; // the down message finishes the job
-              auto& st = self->state;
-              if (auto i = st.entities.find(key); i != st.entities.end()) {
-                i->second.passivating = false;
-                i->second.last_used = self->clock().now();
-                flush_buffered(i->second);
-              }
-            },
-            [](caf::error&) {
-              // The entity is gone or stuck; its down message cleans up.
-            });
-      }
+      for (auto& [key, e] : st.entities)
+        if (now - e.last_used >= st.cfg.passivate_after)
+          try_passivate(self, key, e);
       self->delayed_send(self, sweep_every, sweep_atom_v);
+    },
+    [self](passivate_atom) {
+      // An entity with nothing stored asks to be stopped (it must not quit by
+      // itself: a request may already be on its way to it).
+      auto& st = self->state;
+      auto k = st.keys.find(caf::actor_cast<caf::actor_addr>(self->current_sender()));
+      if (k == st.keys.end())
+        return;
+      if (auto e = st.entities.find(k->second); e != st.entities.end())
+        try_passivate(self, e->first, e->second);
     },
   };
 }

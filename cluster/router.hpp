@@ -13,8 +13,11 @@
 
 namespace emporium::cluster {
 
-/// Spawns the entity for an id (the part of the key after "kind:").
-using entity_factory = std::function<caf::actor(caf::actor_system&, const std::string& id)>;
+/// Spawns the entity for an id (the part of the key after "kind:"). `home` is
+/// the router actor hosting it: an entity that finds nothing stored sends it
+/// passivate_atom to be stopped once no request for it is under way.
+using entity_factory
+  = std::function<caf::actor(caf::actor_system&, const std::string& id, const caf::actor& home)>;
 
 struct router_config {
   uint32_t shards = 1024;       ///< stable shard ids; the cluster will assign them to nodes

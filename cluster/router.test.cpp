@@ -1,5 +1,6 @@
 #include "cluster/router.hpp"
 
+#include "actors/cart.hpp"
 #include "actors/sku.hpp"
 #include "tests/support/deterministic.hpp"
 
@@ -14,7 +15,7 @@ namespace {
 struct router_fixture : test::with_store_double {  int spawned = 0;
   cluster::entity_router router{
     sys, cluster::router_config{1024, 2, 60s},
-    {{"sku", [this](caf::actor_system& s, const std::string& id) {
+    {{"sku", [this](caf::actor_system& s, const std::string& id, const caf::actor&) {
         ++spawned;
         return actors::spawn_sku(s, id, store, {});
       }}}};
@@ -91,4 +92,91 @@ TEST_CASE_FIXTURE(router_fixture, "an entity holding live reservations is not pa
   REQUIRE(level);
   CHECK(level->reserved == 2);
   CHECK(spawned == 1);
+}
+
+namespace {
+
+/// A router with carts (real cart actors on the store double) and a "stuck"
+/// kind whose entity never says whether it may stop.
+struct entity_fixture : test::with_store_double {
+  int carts_spawned = 0;
+  std::shared_ptr<std::vector<caf::response_promise>> unanswered
+    = std::make_shared<std::vector<caf::response_promise>>();
+  cluster::entity_router router{
+    sys, cluster::router_config{1024, 1, 60s},
+    {{"cart", [this](caf::actor_system& s, const std::string& id, const caf::actor& home) {
+        ++carts_spawned;
+        return actors::spawn_cart(s, id, store, {}, home);
+      }},
+     {"stuck", [this](caf::actor_system& s, const std::string&, const caf::actor&) {
+        auto held = unanswered;
+        return s.spawn([held](caf::event_based_actor* self) -> caf::behavior {
+          return {
+            [self, held](passivate_atom) {
+              held->push_back(self->make_response_promise());
+              return held->back();
+            },
+            [](get_stock_level) { return stock_level{}; },
+          };
+        });
+      }}}};
+
+  template <class Msg>
+  auto send_to(const std::string& key, Msg msg) {
+    return send_request(router.shard_for(key),
+                        caf::make_message(route_atom_v, key, caf::make_message(std::move(msg))));
+  }
+};
+
+} // namespace
+
+TEST_CASE_FIXTURE(entity_fixture, "a read of an unknown id does not drop a create queued behind it") {
+  auto read = send_to("cart:c1", get_cart{"alice", false});
+  auto create = send_to("cart:c1", create_cart{"alice", "req"});
+  run();
+  complete_all_writes();
+  auto missing = receive<cart_view>(read);
+  REQUIRE_FALSE(missing);
+  CHECK(to_errc(missing.error()) == errc::not_found);
+  auto created = receive<cart_view>(create);
+  REQUIRE(created);
+  CHECK(created->owner == "alice");
+  auto again = send_to("cart:c1", get_cart{"alice", false});
+  run();
+  CHECK(receive<cart_view>(again));
+}
+
+TEST_CASE_FIXTURE(entity_fixture, "an entity with nothing stored is stopped by its router, not by itself") {
+  auto read = send_to("cart:c2", get_cart{"alice", false});
+  run();
+  CHECK_FALSE(receive<cart_view>(read));
+  // It asked the router, which stopped it: the next use starts a fresh one.
+  auto again = send_to("cart:c2", get_cart{"alice", false});
+  run();
+  CHECK_FALSE(receive<cart_view>(again));
+  CHECK(carts_spawned == 2);
+}
+
+TEST_CASE_FIXTURE(entity_fixture, "an entity that never says whether it stops serves again, with what waited meanwhile") {
+  auto first = send_to("stuck:x", get_stock_level{});
+  run();
+  REQUIRE(receive<stock_level>(first));
+  advance_time(31s);
+  advance_time(31s); // idle for 60 s at the sweep: the router asks it to stop
+  REQUIRE(unanswered->size() == 1);
+  std::vector<decltype(first)> waiting;
+  for (int i = 0; i < 1030; ++i)
+    waiting.push_back(send_to("stuck:x", get_stock_level{}));
+  run();
+  // Bounded: beyond 1024 buffered requests, 503 at once.
+  size_t refused = 0;
+  for (size_t i = 1024; i < waiting.size(); ++i) {
+    auto r = receive<stock_level>(waiting[i]);
+    REQUIRE_FALSE(r);
+    refused += to_errc(r.error()) == errc::unavailable;
+  }
+  CHECK(refused == 6);
+  advance_time(11s); // no answer in time: it serves again
+  for (size_t i = 0; i < 1024; ++i)
+    CHECK(receive<stock_level>(waiting[i]));
 }

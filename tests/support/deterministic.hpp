@@ -62,7 +62,9 @@ public:
   /// must already be there (call run() first): a missing one is an error.
   template <class T, class Pending>
   caf::expected<T> receive(Pending& pending) {
-    caf::expected<T> out{caf::make_error(errc::internal)};
+    caf::expected<T> out{caf::make_error(errc::internal, std::string{"no reply"})};
+    if (self->mailbox().empty())
+      return out; // a reply never comes now: fail instead of waiting forever
     pending.receive([&](T& x) { out = std::move(x); }, [&](caf::error& e) { out = std::move(e); });
     return out;
   }
@@ -98,6 +100,8 @@ struct store_double_control {
   /// Every landed entity event by "type/id", oldest first (what load_events answers).
   std::map<std::string, std::vector<protocols::domain_event>> events;
   protocols::sku_snapshot stored;              ///< what load_sku answers
+  /// What locate_reservation answers, by reservation id (absent: unknown).
+  std::map<std::string, protocols::reservation_rows> reservations;
   caf::error load_error;                       ///< if set, load_sku fails with it
 };
 
@@ -168,7 +172,9 @@ inline protocols::store_actor spawn_store_double(caf::actor_system& sys,
           return ctl->load_error;
         return ctl->stored;
       },
-      [=](protocols::locate_reservation&) -> caf::result<protocols::reservation_rows> {
+      [=](protocols::locate_reservation& q) -> caf::result<protocols::reservation_rows> {
+        if (auto i = ctl->reservations.find(q.reservation_id); i != ctl->reservations.end())
+          return i->second;
         return protocols::reservation_rows{};
       },
       [=](protocols::ping_atom) -> caf::result<protocols::ok_atom> {
