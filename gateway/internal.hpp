@@ -5,6 +5,8 @@
 
 #include "gateway/server.hpp"
 
+#include "gateway/errors.hpp"
+#include "gateway/json_codec.hpp"
 #include "gateway/jwt.hpp"
 #include "protocols/envelope.hpp"
 #include "protocols/errc.hpp"
@@ -26,12 +28,10 @@
 
 #include <algorithm>
 #include <atomic>
-#include <initializer_list>
 #include <map>
 #include <optional>
 #include <thread>
 #include <unordered_map>
-#include <variant>
 #include <vector>
 
 namespace emporium::gateway {
@@ -104,132 +104,6 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
           });
     }});
   }
-};
-
-// -- request body validation ------------------------------------------------------------
-
-/// A 400 with the field named.
-struct field_error {
-  errc code;
-  std::string field;
-  std::string message;
-};
-
-/// Strict reader of a JSON object body: unknown fields, wrong types, numbers
-/// outside int64 and ids outside the contract's pattern are field errors.
-class body_reader {
-public:
-  static std::variant<body_reader, field_error> parse(std::string_view body,
-                                                      std::initializer_list<const char*> allowed) {
-    json::error_code ec;
-    json::parse_options opts;
-    opts.max_depth = 8;
-    auto v = json::parse(body, ec, {}, opts);
-    if (ec)
-      return field_error{errc::bad_json, "", "body is not valid JSON"};
-    return read(std::move(v), allowed);
-  }
-
-  /// The same for a value already parsed (an item of a batch).
-  static std::variant<body_reader, field_error> read(json::value v,
-                                                     std::initializer_list<const char*> allowed) {
-    if (!v.is_object())
-      return field_error{errc::bad_json, "", "body must be a JSON object"};
-    for (auto& kv : v.as_object()) {
-      bool known = false;
-      for (auto* a : allowed)
-        known = known || kv.key() == a;
-      if (!known)
-        return field_error{errc::invalid_field, std::string{kv.key()}, "unknown field"};
-    }
-    return body_reader{std::move(v.as_object())};
-  }
-
-  /// An integer in [lo, hi]; absent is allowed unless `required`.
-  std::optional<int64_t> integer(const char* name, bool required, int64_t lo, int64_t hi) {
-    auto* v = obj_.if_contains(name);
-    if (v == nullptr) {
-      if (required)
-        fail(name, "is required");
-      return std::nullopt;
-    }
-    if (v->is_uint64() || (v->is_double() && std::abs(v->as_double()) >= 9.2e18))
-      return fail(name, "is out of range (64-bit integer)");
-    if (!v->is_int64())
-      return fail(name, "must be an integer");
-    auto x = v->as_int64();
-    if (x < lo || x > hi)
-      return fail(name, lo == 0 && x < 0 ? "must not be negative"
-                                         : "is out of range");
-    return x;
-  }
-
-  /// A string; `id` checks the contract's id pattern.
-  std::optional<std::string> string(const char* name, bool required, bool id, size_t max = 256) {
-    auto* v = obj_.if_contains(name);
-    if (v == nullptr) {
-      if (required)
-        fail(name, "is required");
-      return std::nullopt;
-    }
-    if (!v->is_string())
-      return failed_string(name, "must be a string");
-    std::string s{v->as_string()};
-    if (id && !valid_id(s))
-      return failed_string(name, "is not a valid id");
-    if (s.size() > max)
-      return failed_string(name, "is too long");
-    return s;
-  }
-
-  /// A nested object of `allowed` fields, read as strictly; its fields are
-  /// named "name.field" in errors.
-  std::optional<body_reader> object(const char* name, bool required,
-                                    std::initializer_list<const char*> allowed) {
-    auto* v = obj_.if_contains(name);
-    if (v == nullptr) {
-      if (required)
-        fail(name, "is required");
-      return std::nullopt;
-    }
-    if (!v->is_object()) {
-      fail(name, "must be an object");
-      return std::nullopt;
-    }
-    for (auto& kv : v->as_object()) {
-      bool known = allowed.size() == 0;
-      for (auto* a : allowed)
-        known = known || kv.key() == a;
-      if (!known) {
-        if (!error)
-          error = field_error{errc::invalid_field, std::string{name} + "." + std::string{kv.key()},
-                              "unknown field"};
-        return std::nullopt;
-      }
-    }
-    body_reader inner{v->as_object()};
-    inner.prefix_ = prefix_ + name + ".";
-    return inner;
-  }
-
-  const json::object& fields() const { return obj_; }
-
-  std::optional<field_error> error;
-
-private:
-  explicit body_reader(json::object obj) : obj_(std::move(obj)) {
-  }
-  std::nullopt_t fail(const char* name, const char* what) {
-    if (!error)
-      error = field_error{errc::invalid_field, prefix_ + name, prefix_ + name + " " + what};
-    return std::nullopt;
-  }
-  std::optional<std::string> failed_string(const char* name, const char* what) {
-    fail(name, what);
-    return std::nullopt;
-  }
-  json::object obj_;
-  std::string prefix_; ///< "payment." inside a nested object
 };
 
 /// Takes over an upgraded connection as the storefront WebSocket (`/v1/ws`).

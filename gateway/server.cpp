@@ -28,25 +28,6 @@ int64_t now_ms() {
     .count();
 }
 
-http::status status_of(errc e) {
-  switch (e) {
-    case errc::bad_json:
-    case errc::invalid_field: return http::status::bad_request;
-    case errc::unauthenticated: return http::status::unauthorized;
-    case errc::forbidden: return http::status::forbidden;
-    case errc::not_found: return http::status::not_found;
-    case errc::method_not_allowed: return http::status::method_not_allowed;
-    case errc::insufficient_stock:
-    case errc::conflict:
-    case errc::invalid_state: return http::status::conflict;
-    case errc::too_large: return http::status::payload_too_large;
-    case errc::rate_limited: return http::status::too_many_requests;
-    case errc::unavailable: return http::status::service_unavailable;
-    case errc::internal: return http::status::internal_server_error;
-  }
-  return http::status::internal_server_error;
-}
-
 // -- metrics ----------------------------------------------------------------------
 
 struct http_metrics {
@@ -86,88 +67,6 @@ struct http_metrics {
     i->second.latency->Observe(secs);
   }
 };
-
-json::object level_json(const stock_level& l) {
-  return {{"sku", l.sku},           {"warehouse", l.warehouse},
-          {"on_hand", l.on_hand},   {"reserved", l.reserved},
-          {"committed", l.committed}, {"available", l.available},
-          {"low_stock_threshold", l.low_stock_threshold}, {"version", l.version},
-          {"last_seq", l.last_seq}};
-}
-
-json::object product_json(const product& p) {
-  return {{"sku", p.sku},           {"name", p.name},         {"price_minor", p.price_minor},
-          {"currency", p.currency}, {"category", p.category}, {"version", p.version}};
-}
-
-json::object cart_json(const cart_view& c) {
-  json::array items;
-  for (auto& l : c.items)
-    items.push_back(json::object{{"sku", l.sku},
-                                 {"quantity", l.quantity},
-                                 {"unit_price_minor", l.unit_price_minor},
-                                 {"line_total_minor", l.quantity * l.unit_price_minor}});
-  return {{"cart_id", c.cart_id},
-          {"owner", c.owner},
-          {"status", c.status},
-          {"items", std::move(items)},
-          {"total_minor", c.total_minor},
-          {"currency", c.currency},
-          {"updated_at", rfc3339(c.updated_at_ms)},
-          {"expires_at", rfc3339(c.expires_at_ms)},
-          {"order_id", c.order_id.empty() ? json::value(nullptr) : json::value(c.order_id)}};
-}
-
-json::object order_json(const order_view& o) {
-  json::array items;
-  for (auto& l : o.items)
-    items.push_back(json::object{{"sku", l.sku},
-                                 {"quantity", l.quantity},
-                                 {"unit_price_minor", l.unit_price_minor}});
-  json::array allocs;
-  for (auto& a : o.allocations)
-    allocs.push_back(json::object{{"sku", a.sku},
-                                  {"warehouse", a.warehouse},
-                                  {"quantity", a.quantity},
-                                  {"reservation_id", a.reservation_id}});
-  json::object payment{{"method", o.payment_method}, {"status", o.payment_status}};
-  if (!o.payment_provider.empty())
-    payment["provider"] = o.payment_provider;
-  if (!o.authorization_id.empty())
-    payment["authorization_id"] = o.authorization_id;
-  json::object out{{"order_id", o.order_id},
-                   {"status", o.status},
-                   {"owner", o.owner},
-                   {"cart_id", o.cart_id},
-                   {"items", std::move(items)},
-                   {"allocations", std::move(allocs)},
-                   {"payment", std::move(payment)},
-                   {"total_minor", o.total_minor},
-                   {"currency", o.currency},
-                   {"created_at", rfc3339(o.created_at_ms)},
-                   {"updated_at", rfc3339(o.updated_at_ms)}};
-  if (!o.reason.empty())
-    out["reason"] = o.reason;
-  return out;
-}
-
-/// An event in the contract's envelope.
-/// The contract's envelope, from the one writer the Kafka relay uses too.
-json::value event_json(const domain_event& e) {
-  return json::parse(envelope_json(e));
-}
-
-json::object reservation_json(const reservation& r) {
-  json::array allocs;
-  for (auto& a : r.allocations)
-    allocs.push_back(json::object{{"warehouse", a.warehouse}, {"quantity", a.quantity}});
-  int64_t qty = 0;
-  for (auto& a : r.allocations)
-    qty += a.quantity;
-  return {{"reservation_id", r.reservation_id}, {"sku", r.sku},
-          {"quantity", qty},                    {"allocations", std::move(allocs)},
-          {"expires_at", rfc3339(r.expires_at_ms)}, {"status", r.status}};
-}
 
 /// prefix + 24 hex digits of SHA-256(sub, key): stable across retries and nodes.
 bool valid_currency(std::string_view c) {
@@ -364,40 +263,13 @@ private:
     stream_.socket().close(ignored);
   }
 
-  void fail(errc code, std::string message, json::object extra = {}) {
-    extra["error"] = to_string(code);
-    extra["message"] = std::move(message);
-    unsigned retry = code == errc::unavailable || code == errc::rate_limited ? 1 : 0;
-    respond(status_of(code), std::move(extra), retry);
+  void fail(const error_reply& r) {
+    respond(static_cast<http::status>(r.status), r.body, r.retry_after);
   }
-
-  void fail(const field_error& e) {
-    json::object extra;
-    if (!e.field.empty())
-      extra["field"] = e.field;
-    fail(e.code, e.message, std::move(extra));
-  }
-
-  /// Answers with an actor's error: its errc, its message, and for
-  /// insufficient_stock the `available` count.
-  void fail(const caf::error& err) {
-    auto code = to_errc(err);
-    json::object extra;
-    std::string message{to_string(code)};
-    auto& ctx = err.context();
-    if (code == errc::insufficient_stock && ctx.match_element<int64_t>(0)) {
-      extra["available"] = ctx.get_as<int64_t>(0);
-      message = "not enough stock available";
-    } else if (ctx.size() == 1 && ctx.match_element<std::string>(0)) {
-      message = ctx.get_as<std::string>(0);
-    } else if (ctx.size() == 2 && ctx.match_elements<std::string, std::string>()) {
-      extra["field"] = ctx.get_as<std::string>(0); // (field, message), e.g. invalid_field
-      message = ctx.get_as<std::string>(1);
-    } else if (code == errc::unavailable) {
-      message = "a dependency is unavailable, retry later";
-    }
-    fail(code, std::move(message), std::move(extra));
-  }
+  void fail(errc code, std::string message) { fail(to_reply(code, std::move(message))); }
+  void fail(const field_error& e) { fail(to_reply(e)); }
+  /// An actor's error: its errc, its message, and for insufficient_stock `available`.
+  void fail(const caf::error& err) { fail(to_reply(err)); }
 
   // -- auth -----------------------------------------------------------------------
 
@@ -792,15 +664,7 @@ private:
                           [self](caf::expected<sku_stock> r) {
       if (!r)
         return self->fail(r.error());
-      json::array whs;
-      for (auto& l : r->warehouses)
-        whs.push_back(json::object{{"warehouse", l.warehouse},
-                                   {"on_hand", l.on_hand},
-                                   {"reserved", l.reserved},
-                                   {"available", l.available}});
-      self->respond(http::status::ok, {{"sku", r->sku},
-                                       {"available", r->available},
-                                       {"warehouses", std::move(whs)}});
+      self->respond(http::status::ok, sku_stock_json(*r));
     });
   }
 

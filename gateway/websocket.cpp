@@ -67,28 +67,6 @@ struct ws_metrics {
   }
 };
 
-std::string error_frame(errc code, std::string_view message, json::object extra = {}) {
-  extra["type"] = "error";
-  extra["error"] = to_string(code);
-  extra["message"] = message;
-  return json::serialize(extra);
-}
-
-std::string error_frame(const field_error& e, json::object extra = {}) {
-  if (!e.field.empty())
-    extra["field"] = e.field;
-  return error_frame(e.code, e.message, std::move(extra));
-}
-
-/// An actor's error as (code, message).
-std::pair<errc, std::string> describe(const caf::error& err) {
-  auto code = to_errc(err);
-  auto& ctx = err.context();
-  if (ctx.size() == 1 && ctx.match_element<std::string>(0))
-    return {code, ctx.get_as<std::string>(0)};
-  return {code, std::string{to_string(code)}};
-}
-
 void configure(ws_stream& ws, const gateway_config& cfg, size_t frame_limit) {
   websocket::stream_base::timeout t;
   t.handshake_timeout = std::chrono::seconds{10};
@@ -199,16 +177,16 @@ private:
     ++bad_in_a_row_;
     ws_metrics::get().bad_frames->Increment();
     if (e.code == errc::bad_json)
-      return control(error_frame(errc::bad_json, "a frame must be a JSON object"));
-    control(error_frame(e));
+      return control(error_frame(to_reply(errc::bad_json, "a frame must be a JSON object")));
+    control(error_frame(to_reply(e)));
   }
 
   bool room_for_one_more() {
     if (stock_.size() + orders_.size() < srv_->cfg.ws_max_subscriptions)
       return true;
-    control(error_frame(errc::rate_limited,
-                        "at most " + std::to_string(srv_->cfg.ws_max_subscriptions)
-                          + " subscriptions per connection"));
+    control(error_frame(to_reply(errc::rate_limited,
+                                 "at most " + std::to_string(srv_->cfg.ws_max_subscriptions)
+                                   + " subscriptions per connection")));
     return false;
   }
 
@@ -241,8 +219,7 @@ private:
 
   /// An actor refused a subscription (or could not answer): say so, forget it.
   void refused(bool stock, const std::string& id, const caf::error& err) {
-    auto [code, message] = describe(err);
-    control(error_frame(code, message, topic_of(stock, id)));
+    control(error_frame(to_reply(err), topic_of(stock, id)));
     if (stock)
       unsubscribe_stock(id);
     else
@@ -257,7 +234,7 @@ private:
   /// Owner (or ops) only: the order actor decides, as for GET /v1/orders/{id}.
   void subscribe_order(const std::string& id) {
     if (!who_)
-      return control(error_frame(errc::unauthenticated, "the order topic needs a token",
+      return control(error_frame(to_reply(errc::unauthenticated, "the order topic needs a token"),
                                  topic_of(false, id)));
     if (orders_.count(id) > 0 || !room_for_one_more())
       return;
@@ -444,12 +421,10 @@ private:
   }
 
   void handle(const std::string& text) {
-    json::error_code ec;
-    json::parse_options opts;
-    opts.max_depth = 8;
-    auto v = json::parse(text, ec, {}, opts);
-    if (ec)
-      return bad(field_error{errc::bad_json, "", "frame is not valid JSON"}, {});
+    auto parsed = parse_json(text);
+    if (auto* e = std::get_if<field_error>(&parsed))
+      return bad(*e, {});
+    auto& v = std::get<json::value>(parsed);
     if (v.is_object() && v.as_object().contains("batch")) {
       auto& o = v.as_object();
       if (o.size() != 1)
@@ -504,8 +479,7 @@ private:
             json::object{{"ack", seq}, {"applied", r->applied}, {"sku", sku}}));
         } else {
           items.Add({{"outcome", "error"}}).Increment();
-          auto [code, message] = describe(r.error());
-          self->send(error_frame(code, message, {{"sku", sku}, {"seq", seq}}));
+          self->send(error_frame(to_reply(r.error()), {{"sku", sku}, {"seq", seq}}));
         }
         if (self->outstanding() < self->srv_->cfg.ws_max_in_flight)
           self->read();
@@ -516,7 +490,7 @@ private:
     ++bad_in_a_row_;
     ws_metrics::get().bad_frames->Increment();
     ws_metrics::get().items->Add({{"outcome", "error"}}).Increment();
-    send(error_frame(e, std::move(where)));
+    send(error_frame(to_reply(e), std::move(where)));
   }
 
   void send(std::string frame) {

@@ -130,6 +130,18 @@ class Carts(unittest.TestCase):
         self.assert_error(self.req("PUT", "/v1/carts/crt_unknown/items/P1", {"quantity": 1}, ALICE), 404, "not_found")
         self.assert_error(self.req("POST", "/v1/carts", {"x": 1}, ALICE), 400, "invalid_field", "x")
         self.assert_error(self.req("PATCH", "/v1/carts/" + cart, {}, ALICE), 405, "method_not_allowed")
+        # U+0000 cannot be stored by PostgreSQL: refused by name, never a 500
+        self.assert_error(self.req("PUT", "/v1/products/NUL1", {"name": "a\u0000b", "price_minor": 1, "currency": "EUR"}, OPS),
+                          400, "invalid_field", "name")
+        self.assert_error(self.req("POST", "/v1/carts/%s/checkout" % cart,
+                                   {"payment": {"method": "card", "token": "tok"},
+                                    "shipping": {"country": "DE", "city": "B\u0000"}}, ALICE),
+                          400, "invalid_field", "shipping.city")
+        self.assert_error(self.req("POST", "/v1/carts/%s/checkout" % cart,
+                                   {"payment": {"method": "card", "token": "tok"},
+                                    "shipping": {"country": "DE", "k\u0000": "v"}}, ALICE),
+                          400, "invalid_field", "shipping")
+        self.assertEqual(self.req("GET", "/v1/products/NUL1", tok=ALICE)[0], 404)
         body = self.req("GET", "/v1/carts/" + cart, tok=ALICE)[1]
         self.assertEqual((body["items"][0]["quantity"], body["total_minor"]), (1, 1999))
 
