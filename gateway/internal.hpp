@@ -106,6 +106,9 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
   }
 };
 
+/// Serves one accepted connection as HTTP (http_session.cpp).
+void serve_http(tcp::socket socket, std::shared_ptr<server::impl> srv, caf::actor bridge);
+
 /// Takes over an upgraded connection as the storefront WebSocket (`/v1/ws`).
 /// `who` is the caller if the upgrade carried a valid token.
 void serve_storefront_ws(tcp::socket socket, http::request<http::string_body> upgrade,

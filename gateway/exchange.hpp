@@ -1,0 +1,144 @@
+#pragma once
+
+#include "gateway/errors.hpp"
+#include "gateway/json_codec.hpp"
+#include "gateway/jwt.hpp"
+#include "gateway/routes.hpp"
+#include "protocols/type_ids.hpp"
+
+#include <caf/actor.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/expected.hpp>
+
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace emporium::protocols {
+class stock_view;
+}
+
+namespace emporium::gateway {
+
+struct gateway_config;
+
+/// One HTTP request being answered, as a handler sees it: the matched route,
+/// the admitted caller, the body, and ways to answer and to ask actors. The
+/// HTTP session implements it; handlers never see Beast. Every answer goes
+/// through respond/fail exactly once.
+class exchange {
+public:
+  virtual ~exchange() = default;
+
+  // -- the request ----------------------------------------------------------------
+  virtual std::string_view body() const = 0;
+  virtual std::string_view header(std::string_view name) const = 0;
+  virtual const gateway_config& config() const = 0;
+  const route_match& matched() const { return match_; }
+  const std::string& param(std::string_view name) const { return match_.param(name); }
+  /// The admitted caller; only routes of rule `anyone` (and `optional_token`
+  /// without a token) have none.
+  const std::optional<principal>& caller() const { return caller_; }
+  const principal& who() const { return *caller_; }
+  const std::string& request_id() const { return request_id_; }
+
+  /// The body as a strict reader of `allowed` fields, or nullopt after 400.
+  std::optional<body_reader> read_body(std::initializer_list<const char*> allowed) {
+    auto parsed = body_reader::parse(body(), allowed);
+    if (auto* e = std::get_if<field_error>(&parsed)) {
+      fail(*e);
+      return std::nullopt;
+    }
+    return std::move(std::get<body_reader>(parsed));
+  }
+
+  /// An empty body, or nullopt after 400 (a body must be {}).
+  bool body_empty_or_object() { return body().empty() || read_body({}).has_value(); }
+
+  // -- answers ----------------------------------------------------------------------
+  virtual void respond(unsigned status, json::object body) = 0;
+  virtual void respond_text(unsigned status, std::string body, const char* content_type) = 0;
+  virtual void fail(const error_reply& r) = 0;
+  void fail(errc code, std::string message) { fail(to_reply(code, std::move(message))); }
+  void fail(const field_error& e) { fail(to_reply(e)); }
+  /// An actor's error: its errc, message, and for insufficient_stock `available`.
+  void fail(const caf::error& err) { fail(to_reply(err)); }
+
+  /// Hands the connection to a WebSocket session (the upgrade was checked).
+  virtual void upgrade_storefront() = 0;
+  virtual void upgrade_warehouse(std::string warehouse) = 0;
+
+  // -- actors ------------------------------------------------------------------------
+  /// The actor serving an entity key (today: its router shard).
+  virtual caf::actor resolve(std::string_view key) = 0;
+  /// The store, for readiness.
+  virtual caf::actor store() = 0;
+  /// Durable levels of this node's live pairs (null: always ask).
+  virtual const protocols::stock_view* stock_view() const = 0;
+
+  /// Asks `target`; `done(exchange&, caf::expected<T>)` runs on the
+  /// connection's strand, unless the request's deadline answered 503 first.
+  template <class T, class Done>
+  void ask(const caf::actor& target, caf::message msg, Done done);
+
+  /// Asks the entity of `key` (e.g. "cart:crt_1").
+  template <class T, class Done>
+  void ask_entity(const std::string& key, caf::message msg, Done done) {
+    ask<T>(resolve(key), caf::make_message(protocols::route_atom_v, key, std::move(msg)),
+           std::move(done));
+  }
+
+  /// Answers with the actor's value through `render`, or its error.
+  template <class T, class Render>
+  void ask_entity_and_answer(const std::string& key, caf::message msg, unsigned status,
+                             Render render) {
+    ask_entity<T>(key, std::move(msg), [status, render](exchange& x, caf::expected<T> r) {
+      if (!r)
+        return x.fail(r.error());
+      x.respond(status, render(*r));
+    });
+  }
+
+protected:
+  /// An answer the request waits for: keeps the exchange alive while it is out.
+  struct ticket {
+    std::shared_ptr<exchange> keep;
+    uint64_t generation = 0;
+  };
+  /// Starts waiting for an actor's answer (arms the deadline).
+  virtual ticket begin_wait() = 0;
+  /// Runs `job` inside a bridge actor (it may send requests there).
+  virtual void run_in_bridge(std::function<void(caf::event_based_actor*)> job) = 0;
+  /// From a bridge: runs `f` on the connection's strand if `t` is still awaited.
+  virtual void complete(const ticket& t, std::function<void(exchange&)> f) = 0;
+
+  route_match match_;
+  std::optional<principal> caller_;
+  std::string request_id_;
+};
+
+template <class T, class Done>
+void exchange::ask(const caf::actor& target, caf::message msg, Done done) {
+  auto t = begin_wait();
+  run_in_bridge([t, target, msg = std::move(msg),
+                 done = std::move(done)](caf::event_based_actor* self) mutable {
+    auto shared = std::make_shared<Done>(std::move(done));
+    self->request(target, caf::infinite, std::move(msg))
+      .then(
+        [t, shared](T& x) {
+          t.keep->complete(t, [shared, x = std::move(x)](exchange& e) mutable {
+            (*shared)(e, caf::expected<T>{std::move(x)});
+          });
+        },
+        [t, shared](caf::error& err) {
+          t.keep->complete(t, [shared, err = std::move(err)](exchange& e) mutable {
+            (*shared)(e, caf::expected<T>{std::move(err)});
+          });
+        });
+  });
+}
+
+} // namespace emporium::gateway

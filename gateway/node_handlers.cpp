@@ -1,0 +1,34 @@
+#include "gateway/handlers.hpp"
+
+#include "protocols/metrics.hpp"
+
+namespace emporium::gateway::handlers {
+
+using namespace protocols;
+
+void healthz(exchange& x) {
+  x.respond(200, {{"status", "ok"}});
+}
+
+void readyz(exchange& x) {
+  x.ask<ok_atom>(x.store(), caf::make_message(ping_atom_v), [](exchange& x, caf::expected<ok_atom> r) {
+    if (r)
+      x.respond(200, {{"status", "ready"}});
+    else
+      x.fail(errc::unavailable, "PostgreSQL is not reachable");
+  });
+}
+
+void metrics(exchange& x) {
+  x.respond_text(200, metrics::serialize(), "text/plain; version=0.0.4");
+}
+
+void storefront_ws(exchange& x) {
+  x.upgrade_storefront();
+}
+
+void warehouse_ws(exchange& x) {
+  x.upgrade_warehouse(x.param("warehouse"));
+}
+
+} // namespace emporium::gateway::handlers
