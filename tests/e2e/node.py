@@ -1,4 +1,5 @@
 """Starts a real emporium node against the test PostgreSQL, for end-to-end tests."""
+import atexit
 import http.client
 import json
 import os
@@ -66,6 +67,24 @@ def raw(port, data, read=4096):
                     return out
 
 
+_children = []
+
+
+def spawn(args, **kw):
+    """Popen that is killed when the test process exits, however it exits: an
+    orphan holding the test's output pipe would keep ctest waiting forever."""
+    proc = subprocess.Popen(args, **kw)
+    _children.append(proc)
+    return proc
+
+
+@atexit.register
+def _kill_children():
+    for proc in _children:
+        if proc.poll() is None:
+            proc.kill()
+
+
 class Node:
     def __init__(self, dsn, **env):
         self.dsn = dsn
@@ -79,7 +98,7 @@ class Node:
                    EMPORIUM_LOG_FORMAT="text", SPDLOG_LEVEL="warn")
         env.update(self.extra)
         self.out = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen([BIN, "serve"], env=env, stdout=self.out)
+        self.proc = spawn([BIN, "serve"], env=env, stdout=self.out)
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
@@ -160,7 +179,7 @@ class FakeProvider:
         args = [BIN, "fake-provider", "--listen", "127.0.0.1:%d" % self.port, "--name", self.name]
         for k, v in self.settings.items():
             args += ["--" + k.replace("_", "-"), str(v)]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+        self.proc = spawn(args, stdout=subprocess.DEVNULL)
         deadline = time.time() + 10
         while time.time() < deadline:
             try:
@@ -210,7 +229,7 @@ class MockKafka:
     and bring back up; a node reaches it as it would a real cluster."""
 
     def __init__(self, brokers=3):
-        self.proc = subprocess.Popen([KAFKA_TOOL, "mock", "--brokers", str(brokers)],
+        self.proc = spawn([KAFKA_TOOL, "mock", "--brokers", str(brokers)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline().split()
         assert line[0] == "bootstrap", line
@@ -244,7 +263,7 @@ class WsClient:
         args = [WS_TOOL, "client", "--port", str(port), "--path", path]
         if tok:
             args += ["--token", tok]
-        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.proc = spawn(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.buf = b""
         self.state = self._line(10)
 

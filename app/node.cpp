@@ -1,0 +1,219 @@
+#include "app/node.hpp"
+
+#include "actors/cart.hpp"
+#include "actors/order.hpp"
+#include "actors/product.hpp"
+#include "actors/sku.hpp"
+#include "cluster/router.hpp"
+#include "gateway/server.hpp"
+#include "payments/adapter.hpp"
+#include "persistence/embedded_kafka.hpp"
+#include "persistence/migrations.hpp"
+#include "persistence/outbox_relay.hpp"
+#include "persistence/pg_store.hpp"
+#include "protocols/errc.hpp"
+#include "protocols/logging.hpp"
+#include "protocols/type_ids.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/send.hpp>
+
+#include <iostream>
+#include <thread>
+
+namespace emporium::app {
+
+namespace {
+
+spdlog::logger* log() {
+  static auto instance = protocols::named_logger("app");
+  return instance.get();
+}
+
+/// Migrations, retried for up to 10 s while PostgreSQL is still starting.
+caf::expected<int> migrate_when_up(const std::string& pg) {
+  caf::expected<int> migrated = caf::make_error(errc::unavailable);
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    migrated = persistence::migrate(pg);
+    if (migrated || to_errc(migrated.error()) != errc::unavailable)
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds{500});
+  }
+  return migrated;
+}
+
+} // namespace
+
+struct node::parts {
+  parts(size_t actor_threads, std::unique_ptr<persistence::embedded_kafka> b)
+    : broker(std::move(b)), cfg(make_config(actor_threads)), sys(cfg) {
+  }
+  static caf::actor_system_config make_config(size_t actor_threads) {
+    caf::actor_system_config c;
+    c.add_message_types<caf::id_block::emporium>();
+    c.set("logger.verbosity", caf::atom("quiet"));
+    c.set("scheduler.max-threads", actor_threads);
+    return c;
+  }
+  std::unique_ptr<persistence::embedded_kafka> broker; ///< outlives the actors that use it
+  caf::actor_system_config cfg;                         ///< outlives the system, which refers to it
+  caf::actor_system sys;
+  protocols::store_actor store;
+  caf::actor payments;
+  caf::actor relay;
+  std::unique_ptr<cluster::entity_router> router;
+  std::unique_ptr<gateway::server> gateway;
+  uint16_t port = 0;
+  bool stopped = false;
+};
+
+node::node(std::unique_ptr<parts> p) : parts_(std::move(p)) {
+}
+
+node::~node() {
+  stop();
+}
+
+uint16_t node::port() const noexcept {
+  return parts_->port;
+}
+
+caf::expected<std::unique_ptr<node>> node::start(const node_config& c) {
+  auto migrated = migrate_when_up(c.pg);
+  if (!migrated) {
+    log()->error("event=startup_failed reason=migrations pg={}", c.pg);
+    return migrated.error();
+  }
+
+  persistence::outbox_config outbox;
+  outbox.dsn = c.pg;
+  outbox.node = c.node_id;
+  outbox.partitions = c.kafka_partitions;
+  outbox.delivery_timeout = c.kafka_timeout;
+  outbox.kafka_properties = c.kafka_properties;
+  outbox.bootstrap = c.kafka;
+  std::unique_ptr<persistence::embedded_kafka> broker;
+  if (c.kafka == "embedded") {
+    auto started = persistence::embedded_kafka::start(1, outbox.partitions);
+    if (!started)
+      return started.error();
+    broker = std::move(*started);
+    outbox.bootstrap = broker->bootstrap_servers();
+    outbox.create_topics = false; // created by the mock cluster
+    std::cout << "embedded Kafka (in-memory development broker, not durable): "
+              << outbox.bootstrap << "\n  read it with: kcat -b " << outbox.bootstrap
+              << " -C -t inventory" << std::endl;
+  }
+
+  // Pair reads are answered on the I/O threads (stock view), so they get
+  // half the cores, at least two where there are two; CAF the rest: on 2
+  // cores one CAF thread halved the median read latency (docs/benchmarks.md).
+  auto cores = std::max<size_t>(1, std::thread::hardware_concurrency());
+  auto io_threads = c.io_threads > 0 ? c.io_threads : cores < 2 ? 1 : std::max<size_t>(2, cores / 2);
+  auto actor_threads = c.actor_threads > 0 ? c.actor_threads
+                                           : std::max<size_t>(1, cores > io_threads ? cores - io_threads : 1);
+  auto p = std::make_unique<parts>(actor_threads, std::move(broker));
+  auto& sys = p->sys;
+
+  p->store = persistence::spawn_pg_store(sys, {c.pg, c.store_connections, c.statement_timeout});
+  auto store = p->store;
+  actors::stock_config stock_cfg;
+  stock_cfg.node = c.node_id;
+  stock_cfg.view = std::make_shared<protocols::stock_view>();
+  stock_cfg.feed = std::make_shared<protocols::live_feed>();
+  // Entities reach each other through the router they are spawned by.
+  auto* router_slot = &p->router;
+  protocols::entity_resolver resolve = [router_slot](std::string_view key) {
+    return (*router_slot)->shard_for(key);
+  };
+  actors::cart_config cart_cfg;
+  cart_cfg.node = c.node_id;
+  cart_cfg.ttl = c.cart_ttl;
+  cart_cfg.line_limit = c.cart_line_limit;
+  cart_cfg.resolve = resolve;
+  payments::adapter_config pay_cfg;
+  if (!c.payment_primary.empty())
+    pay_cfg.providers.push_back({"primary", c.payment_primary});
+  if (!c.payment_secondary.empty())
+    pay_cfg.providers.push_back({"secondary", c.payment_secondary});
+  if (pay_cfg.providers.empty())
+    log()->warn("event=no_payment_provider detail=\"checkouts wait in pending until "
+                "EMPORIUM_PAYMENT_PRIMARY is set\"");
+  pay_cfg.net = payments::make_http_transport(c.payment_timeout);
+  p->payments = payments::spawn_payment_adapter(sys, pay_cfg);
+  actors::order_config order_cfg;
+  order_cfg.node = c.node_id;
+  order_cfg.resolve = resolve;
+  order_cfg.payments = p->payments;
+  order_cfg.hold_ttl = std::chrono::seconds{c.default_hold_ttl_s};
+  order_cfg.payment_max_wait = c.payment_max_wait;
+  order_cfg.payment_retry = c.payment_retry;
+  order_cfg.payment_retry_max = std::max(order_cfg.payment_retry, std::chrono::milliseconds{60000});
+  order_cfg.feed = stock_cfg.feed;
+  cluster::router_config rcfg;
+  rcfg.passivate_after = c.passivate_after;
+  auto node_id = c.node_id;
+  p->router = std::make_unique<cluster::entity_router>(
+    sys, rcfg,
+    std::map<std::string, cluster::entity_factory>{
+      {"sku", [store, stock_cfg](caf::actor_system& s, const std::string& id, const caf::actor&) {
+         return actors::spawn_sku(s, id, store, stock_cfg);
+       }},
+      {"product", [store, node_id](caf::actor_system& s, const std::string& id, const caf::actor& home) {
+         return actors::spawn_product(s, id, store, node_id, home);
+       }},
+      {"cart", [store, cart_cfg](caf::actor_system& s, const std::string& id, const caf::actor& home) {
+         return actors::spawn_cart(s, id, store, cart_cfg, home);
+       }},
+      {"order", [store, order_cfg](caf::actor_system& s, const std::string& id, const caf::actor& home) {
+         return actors::spawn_order(s, id, store, order_cfg, home);
+       }}});
+  actors::resume_unsettled_orders(sys, store, resolve);
+  p->relay = persistence::spawn_outbox_relay(sys, outbox);
+
+  gateway::gateway_config g;
+  g.address = c.http.host;
+  g.port = c.http.port;
+  g.io_threads = io_threads;
+  g.jwt_secret = c.jwt_secret;
+  g.default_hold_ttl_s = c.default_hold_ttl_s;
+  g.max_hold_ttl_s = c.max_hold_ttl_s;
+  g.body_limit = c.body_limit;
+  g.request_timeout = c.request_timeout;
+  g.actor_timeout = c.actor_timeout;
+  g.ws_idle_timeout = c.ws_idle_timeout;
+  g.ws_max_subscriptions = c.ws_max_subscriptions;
+  auto* r = p->router.get();
+  p->gateway = std::make_unique<gateway::server>(
+    g, gateway::gateway_deps{sys, [r](std::string_view key) { return r->shard_for(key); }, store,
+                             stock_cfg.view, stock_cfg.feed});
+  auto port = p->gateway->start();
+  std::unique_ptr<node> n{new node(std::move(p))};
+  if (!port) {
+    n->stop();
+    return port.error();
+  }
+  n->parts_->port = *port;
+  log()->info("event=node_started node={} url=http://{}:{} kafka={} pg_migrations_applied={}",
+              c.node_id, c.http.host, *port, outbox.bootstrap, *migrated);
+  std::cout << "emporium node " << c.node_id << " serving http://" << c.http.host << ":" << *port
+            << "  (kafka: " << outbox.bootstrap << ")" << std::endl;
+  return n;
+}
+
+void node::stop() {
+  auto& p = *parts_;
+  if (p.stopped)
+    return;
+  p.stopped = true;
+  if (p.gateway)
+    p.gateway->stop(std::chrono::seconds{10}); // finish in-flight requests
+  if (p.router)
+    p.router->stop(); // entities answer nothing new
+  caf::anon_send_exit(p.relay, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(p.payments, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(p.store, caf::exit_reason::user_shutdown);
+}
+
+} // namespace emporium::app
