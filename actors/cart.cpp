@@ -2,6 +2,7 @@
 
 #include "actors/entity.hpp"
 #include "actors/log.hpp"
+#include "cluster/seam.hpp"
 #include "actors/stock.hpp"
 #include "protocols/errc.hpp"
 #include "protocols/metrics.hpp"
@@ -185,11 +186,11 @@ void place(self_ptr self, checkout_cart cmd, order_reply reply) {
   for (auto& l : c.items)
     po.items.push_back(order_line{l.sku, l.quantity, l.unit_price_minor});
   auto order_id = order_id_for(c);
-  auto key = "order:" + order_id;
-  self->request(self->state.cfg.resolve(key), lookup_timeout, route_atom_v, key,
-                caf::make_message(std::move(po)))
-    .await(
-      [self, cmd, reply, order_id](order_view& v) {
+  cluster::ask_awaited(self, self->state.cfg.resolve, order_key(order_id), std::move(po), lookup_timeout,
+                       [self, cmd, reply, order_id](caf::expected<order_view> placed) mutable {
+        if (!placed)
+          return reply(std::move(placed.error()));
+        auto& v = *placed;
         auto next = self->state.cart;
         next.status = "checked_out";
         next.order_id = order_id;
@@ -201,26 +202,22 @@ void place(self_ptr self, checkout_cart cmd, order_reply reply) {
                 else
                   reply(r.error()); // the order exists; a retry closes the cart
               });
-      },
-      [reply](caf::error& err) { reply(err); });
+      });
 }
 
 /// Checkout: prices are re-checked against the products first. A changed
 /// price updates the cart and refuses (409) so the buyer sees what they pay.
 void checkout(self_ptr self, checkout_cart cmd, order_reply reply) {
-  struct lookups {
-    std::vector<caf::expected<product>> found;
-    size_t left;
-  };
-  auto& items = self->state.cart.items;
-  auto acc = std::make_shared<lookups>(
-    lookups{std::vector<caf::expected<product>>(items.size(), caf::error{}), items.size()});
-  auto checked = [self, cmd, reply, acc] {
+  std::vector<std::pair<entity_key, get_product>> asks;
+  for (auto& l : self->state.cart.items)
+    asks.emplace_back(product_key(l.sku), get_product{});
+  cluster::ask_all<true>(self, self->state.cfg.resolve, std::move(asks), lookup_timeout,
+                         [self, cmd, reply](cluster::answers<product> found) mutable {
     auto& c = self->state.cart;
     auto next = c;
     bool changed = false;
     for (size_t i = 0; i < next.items.size(); ++i) {
-      auto& p = acc->found[i];
+      auto& p = found[i];
       if (!p)
         return reply(p.error());
       if (p->price_minor != next.items[i].unit_price_minor || p->currency != c.currency) {
@@ -244,23 +241,7 @@ void checkout(self_ptr self, checkout_cart cmd, order_reply reply) {
                                   std::string{"prices changed since the items were added; the "
                                               "cart now has the current prices"}));
           });
-  };
-  for (size_t i = 0; i < items.size(); ++i) {
-    auto key = "product:" + items[i].sku;
-    self->request(self->state.cfg.resolve(key), lookup_timeout, route_atom_v, key,
-                  caf::make_message(get_product{}))
-      .await(
-        [acc, i, checked](product& p) {
-          acc->found[i] = std::move(p);
-          if (--acc->left == 0)
-            checked();
-        },
-        [acc, i, checked](caf::error& e) {
-          acc->found[i] = std::move(e);
-          if (--acc->left == 0)
-            checked();
-        });
-  }
+  });
 }
 
 caf::behavior cart_behavior(self_ptr self, std::string id, store_actor store, cart_config cfg,
@@ -338,11 +319,11 @@ caf::behavior cart_behavior(self_ptr self, std::string id, store_actor store, ca
         write(self, std::move(next), "cart_item_removed", {{"sku", cmd.sku}}, origin, reply);
         return rp;
       }
-      auto key = "product:" + cmd.sku;
-      self->request(st.cfg.resolve(key), lookup_timeout, route_atom_v, key,
-                    caf::make_message(get_product{}))
-        .await(
-          [self, cmd, origin, reply](product& p) mutable {
+      cluster::ask_awaited(self, st.cfg.resolve, product_key(cmd.sku), get_product{}, lookup_timeout,
+                           [self, cmd, origin, reply](caf::expected<product> found) mutable {
+            if (!found)
+              return reply(std::move(found.error()));
+            auto& p = *found;
             auto& c = self->state.cart;
             if (!c.currency.empty() && p.currency != c.currency
                 && !(c.items.size() == 1 && c.items[0].sku == cmd.sku))
@@ -361,8 +342,7 @@ caf::behavior cart_behavior(self_ptr self, std::string id, store_actor store, ca
             write(self, std::move(next), "cart_item_set",
                   {{"sku", cmd.sku}, {"quantity", cmd.quantity}, {"unit_price_minor", p.price_minor}},
                   origin, reply);
-          },
-          [reply](caf::error& err) mutable { reply(std::move(err)); });
+          });
       return rp;
     },
     [self](checkout_cart& cmd) -> caf::result<order_view> {
@@ -379,11 +359,8 @@ caf::behavior cart_behavior(self_ptr self, std::string id, store_actor store, ca
       };
       if (st.cart.status == "checked_out") { // idempotent: the order it made, as it is now
         auto reply = promise();
-        auto key = "order:" + st.cart.order_id;
-        self->request(st.cfg.resolve(key), lookup_timeout, route_atom_v, key,
-                      caf::make_message(get_order{cmd.who}))
-          .await([reply](order_view& v) { reply(std::move(v)); },
-                 [reply](caf::error& e) { reply(std::move(e)); });
+        cluster::ask_awaited(self, st.cfg.resolve, order_key(st.cart.order_id), get_order{cmd.who},
+                             lookup_timeout, reply);
         return caf::delegated<order_view>{};
       }
       if (st.cart.status != "open")

@@ -14,8 +14,8 @@ namespace {
 /// Stands in for the router: "product:SKU" keys are answered from `products`.
 caf::behavior catalog_double(caf::event_based_actor*, std::map<std::string, product> products) {
   return {
-    [products](route_atom, const std::string& key, caf::message&) -> caf::result<product> {
-      auto i = products.find(key.substr(key.find(':') + 1));
+    [products](route_atom, const entity_key& key, caf::message&) -> caf::result<product> {
+      auto i = products.find(key.id);
       if (i == products.end())
         return caf::make_error(errc::not_found, std::string{"unknown product"});
       return i->second;
@@ -40,7 +40,7 @@ struct cart_fixture : test::with_store_double {
     actors::cart_config cfg;
     cfg.ttl = 1h;
     cfg.line_limit = 5;
-    cfg.resolve = [this](std::string_view) { return catalog; };
+    cfg.resolve = [this](const entity_key&) { return catalog; };
     return cfg;
   }
 

@@ -3,6 +3,7 @@
 #include "actors/entity.hpp"
 #include "actors/log.hpp"
 #include "actors/stock.hpp"
+#include "cluster/seam.hpp"
 #include "protocols/errc.hpp"
 #include "protocols/metrics.hpp"
 
@@ -301,38 +302,20 @@ event_origin saga_origin(self_ptr self) {
   return {st.data.view.owner, "saga:" + st.data.view.order_id, st.cfg.node};
 }
 
-/// Sends each (key, message) through the router and calls `done` with every
-/// answer, in order, once all are in.
-template <class T, class Done>
-void gather(self_ptr self, std::vector<std::pair<std::string, caf::message>> asks, Done done) {
-  struct acc {
-    std::vector<caf::expected<T>> results;
-    size_t left;
-  };
-  auto a = std::make_shared<acc>(
-    acc{std::vector<caf::expected<T>>(asks.size(), caf::error{}), asks.size()});
-  if (asks.empty())
-    return done(std::vector<caf::expected<T>>{});
-  for (size_t i = 0; i < asks.size(); ++i) {
-    auto& [key, msg] = asks[i];
-    auto finish = [a, i, done](caf::expected<T> r) mutable {
-      a->results[i] = std::move(r);
-      if (--a->left == 0)
-        done(std::move(a->results));
-    };
-    self->request(self->state.cfg.resolve(key), lookup_timeout, route_atom_v, key, std::move(msg))
-      .then([finish](T& x) mutable { finish(std::move(x)); },
-            [finish](caf::error& e) mutable { finish(std::move(e)); });
-  }
+/// Asks each (key, message) through the seam; `done` gets every answer, in
+/// order, once all are in.
+template <class Msg, class Done>
+void gather(self_ptr self, std::vector<std::pair<entity_key, Msg>> asks, Done done) {
+  cluster::ask_all(self, self->state.cfg.resolve, std::move(asks), lookup_timeout, std::move(done));
 }
 
-/// One message per allocation, to its pair.
+/// One command per allocation, to its pair.
 template <class Make>
-std::vector<std::pair<std::string, caf::message>> per_allocation(self_ptr self, Make make) {
-  std::vector<std::pair<std::string, caf::message>> out;
+auto per_allocation(self_ptr self, Make make) {
+  using cmd = decltype(make(std::declval<const order_allocation&>()));
+  std::vector<std::pair<entity_key, at_pair<cmd>>> out;
   for (auto& a : self->state.data.view.allocations)
-    out.emplace_back("sku:" + a.sku,
-                     caf::make_message(pair_atom_v, a.warehouse, caf::make_message(make(a))));
+    out.emplace_back(sku_key(a.sku), at_pair<cmd>{a.warehouse, make(a)});
   return out;
 }
 
@@ -379,20 +362,18 @@ void reserve(self_ptr self) {
   auto& st = self->state;
   auto& d = st.data;
   auto expires = st.clock.now_ms(self) + st.cfg.hold_ttl.count() * 1000;
-  std::vector<std::pair<std::string, caf::message>> asks;
+  std::vector<std::pair<entity_key, reserve_any>> asks;
   for (size_t i = 0; i < d.view.items.size(); ++i) {
     auto& l = d.view.items[i];
-    asks.emplace_back("sku:" + l.sku,
-                      caf::make_message(reserve_any{reservation_id(d, i), l.quantity, expires,
-                                                    d.view.owner, "saga:" + d.view.order_id, "",
-                                                    true}));
+    asks.emplace_back(sku_key(l.sku), reserve_any{reservation_id(d, i), l.quantity, expires,
+                                                  d.view.owner, "saga:" + d.view.order_id, "", true});
   }
-  gather<reservation>(self, std::move(asks), [self, expires](std::vector<caf::expected<reservation>> rs) {
+  gather(self, std::move(asks), [self, expires](std::vector<caf::expected<reservation>> rs) {
     auto& d = self->state.data;
     json::array allocs;
     caf::error first;
     std::string failed_sku;
-    std::vector<std::pair<std::string, caf::message>> undo;
+    std::vector<std::pair<entity_key, release_reservation>> undo;
     for (size_t i = 0; i < rs.size(); ++i) {
       if (!rs[i]) {
         if (!first || (is_business(to_errc(rs[i].error())) && !is_business(to_errc(first)))) {
@@ -401,9 +382,8 @@ void reserve(self_ptr self) {
         }
         continue;
       }
-      undo.emplace_back("sku:" + d.view.items[i].sku,
-                        caf::make_message(release_reservation{reservation_id(d, i), d.view.owner,
-                                                              "saga:" + d.view.order_id}));
+      undo.emplace_back(sku_key(d.view.items[i].sku),
+                        release_reservation{reservation_id(d, i), d.view.owner, "saga:" + d.view.order_id});
       for (auto& a : rs[i]->allocations)
         allocs.push_back(json::object{{"sku", rs[i]->sku},
                                       {"reservation_id", rs[i]->reservation_id},
@@ -417,7 +397,7 @@ void reserve(self_ptr self) {
       return retry_later(self, "reserve", first); // the holds stay; a retry finds them
     // All or nothing: give back the lines that were held, then fail.
     auto reason = std::string{to_string(to_errc(first))} + ":" + failed_sku;
-    gather<reservation>(self, std::move(undo), [self, reason](std::vector<caf::expected<reservation>> released) {
+    gather(self, std::move(undo), [self, reason](std::vector<caf::expected<reservation>> released) {
       for (auto& r : released)
         if (!r && to_errc(r.error()) != errc::not_found)
           return retry_later(self, "reserve_undo", r.error());
@@ -453,7 +433,7 @@ void defer_payment(self_ptr self, const caf::error& err) {
   auto asks = per_allocation(self, [&](const order_allocation& a) {
     return extend_hold{a.reservation_id, hold_until, d.view.owner, "saga:" + d.view.order_id};
   });
-  gather<stock_result>(self, std::move(asks), [self, evs, hold_until](std::vector<caf::expected<stock_result>>) mutable {
+  gather(self, std::move(asks), [self, evs, hold_until](std::vector<caf::expected<stock_result>>) mutable {
     // A hold that could not be extended shows up at commit (then the order fails).
     evs.push_back({"holds_extended", {{"expires_at_ms", hold_until}}});
     record(self, "defer_payment", std::move(evs));
@@ -482,10 +462,11 @@ void authorize(self_ptr self) {
 /// One pair op per allocation (commit, release, restock), then `done_event`.
 /// A hold that is gone (`not_found`) fails the order with `gone_reason`, or,
 /// with none, counts as done (released or shipped before a crash).
+template <class Cmd>
 void pair_step(self_ptr self, const char* what,
-               std::vector<std::pair<std::string, caf::message>> asks, new_event done_event,
+               std::vector<std::pair<entity_key, at_pair<Cmd>>> asks, new_event done_event,
                const char* gone_reason) {
-  gather<stock_result>(self, std::move(asks), [self, what, done_event, gone_reason](
+  gather(self, std::move(asks), [self, what, done_event, gone_reason](
                                                 std::vector<caf::expected<stock_result>> rs) mutable {
     for (auto& r : rs) {
       if (r || (to_errc(r.error()) == errc::not_found && gone_reason == nullptr))
@@ -649,7 +630,7 @@ void run_action(self_ptr self, order_action a, view_promise rp) {
   auto asks = per_allocation(self, [&](const order_allocation& al) {
     return fulfil_stock{al.reservation_id, a.who.user_id, a.who.correlation_id};
   });
-  gather<stock_result>(self, std::move(asks), [self, origin, rp, then_answer, by = a.who.user_id](
+  gather(self, std::move(asks), [self, origin, rp, then_answer, by = a.who.user_id](
                                                 std::vector<caf::expected<stock_result>> rs) mutable {
     for (auto& r : rs)
       if (!r && to_errc(r.error()) != errc::not_found) { // not_found: shipped before a crash
@@ -811,6 +792,21 @@ caf::behavior order_behavior(self_ptr self, std::string id, store_actor store, o
 }
 
 } // namespace
+
+void resume_unsettled_orders(caf::actor_system& sys, store_actor store, entity_resolver resolve) {
+  sys.spawn([store, resolve](caf::event_based_actor* self) {
+    self->request(store, std::chrono::seconds{30}, find_unsettled{"order"})
+      .then(
+        [self, resolve](entity_ids& found) {
+          for (auto& id : found.ids)
+            cluster::tell(self, resolve, order_key(id), resume_atom_v);
+          log()->info("event=sagas_resumed count={}", found.ids.size());
+        },
+        [](caf::error& err) {
+          log()->error("event=sagas_not_resumed error={}", to_string(to_errc(err)));
+        });
+  });
+}
 
 caf::actor spawn_order(caf::actor_system& sys, std::string order_id, store_actor store,
                        order_config cfg, caf::actor home) {

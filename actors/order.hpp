@@ -79,4 +79,11 @@ bool settled(const order_data& d);
 caf::actor spawn_order(caf::actor_system& sys, std::string order_id, protocols::store_actor store,
                        order_config cfg, caf::actor home = {});
 
+/// Starts every order whose saga or compensation was cut short (a crash, a
+/// stop): asks the store which are unsettled and sends each resume_atom
+/// through `resolve`; each resumes from its last event. Does not block: a
+/// short-lived actor does it and logs the count (or the error).
+void resume_unsettled_orders(caf::actor_system& sys, protocols::store_actor store,
+                             protocols::entity_resolver resolve);
+
 } // namespace emporium::actors

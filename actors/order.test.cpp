@@ -25,17 +25,16 @@ struct saga_fixture : test::with_store_double {
       p.level = stock_level{"S1", wh, n, 0, 0, n, 0, 1, 0};
       ctl->stored.pairs.push_back(p);
     }
-    directory = test::spawn_directory(sys, [this](const std::string& key) {
-      auto id = key.substr(key.find(':') + 1);
-      if (key.rfind("sku:", 0) == 0)
-        return actors::spawn_sku(sys, id, store, {});
-      return actors::spawn_order(sys, id, store, config());
+    directory = test::spawn_directory(sys, [this](const entity_key& key) {
+      if (key.kind == entity_kind::sku)
+        return actors::spawn_sku(sys, key.id, store, {});
+      return actors::spawn_order(sys, key.id, store, config());
     });
   }
 
   actors::order_config config() {
     actors::order_config cfg;
-    cfg.resolve = [this](std::string_view) { return directory; };
+    cfg.resolve = [this](const entity_key&) { return directory; };
     cfg.payments = payments;
     cfg.hold_ttl = 900s;
     cfg.payment_retry = 5s;
@@ -53,7 +52,7 @@ struct saga_fixture : test::with_store_double {
 
   template <class T, class Msg>
   caf::expected<T> ask_order(const std::string& id, Msg msg) {
-    auto pending = send_request(directory, caf::make_message(route_atom_v, "order:" + id,
+    auto pending = send_request(directory, caf::make_message(route_atom_v, order_key(id),
                                                              caf::make_message(std::move(msg))));
     settle();
     return receive<T>(pending);
@@ -84,9 +83,8 @@ struct saga_fixture : test::with_store_double {
 
   /// The pair's durable level, from the SKU actor.
   stock_level level(const std::string& wh) {
-    auto pending = send_request(directory, caf::make_message(route_atom_v, std::string{"sku:S1"},
-                                                             caf::make_message(pair_atom_v, wh,
-                                                                               caf::make_message(get_stock_level{}))));
+    auto pending = send_request(directory, caf::make_message(route_atom_v, sku_key("S1"),
+                                                             caf::make_message(at_pair<get_stock_level>{wh, {}})));
     run();
     auto l = receive<stock_level>(pending);
     REQUIRE(l);
@@ -102,7 +100,7 @@ struct saga_fixture : test::with_store_double {
 
   /// Kills the order's actor (a crashed node) and lets the directory forget it.
   void crash(const std::string& id) {
-    auto key = "order:" + id;
+    auto key = order_key(id);
     self->send(directory, key);
     run();
   }
@@ -130,7 +128,7 @@ TEST_CASE_FIXTURE(saga_fixture, "checkout: reserve across warehouses, authorize,
 }
 
 TEST_CASE_FIXTURE(saga_fixture, "the order is placed durably before the answer, and a repeat answers it") {
-  auto pending = send_request(directory, caf::make_message(route_atom_v, std::string{"order:o1"},
+  auto pending = send_request(directory, caf::make_message(route_atom_v, order_key("o1"),
     caf::make_message(place_order{"crt_1", "alice", {{"S1", 1, 1000}}, "EUR", "card", "tok", "{}", "r"})));
   run();
   REQUIRE(ctl->waiting == 1);
@@ -161,13 +159,13 @@ TEST_CASE_FIXTURE(saga_fixture, "insufficient stock fails the order and holds no
 
 TEST_CASE_FIXTURE(saga_fixture, "a failed order reads failed only once its holds are released") {
   pay->mode = "decline";
-  auto placed = send_request(directory, caf::make_message(route_atom_v, std::string{"order:o1"},
+  auto placed = send_request(directory, caf::make_message(route_atom_v, order_key("o1"),
     caf::make_message(place_order{"crt_1", "alice", {{"S1", 2, 1000}}, "EUR", "card", "tok", "{}", "r"})));
   run();
   bool seen_undoing = false; // order_failed durable, the release not yet
   for (int i = 0; i < 50 && ctl->waiting > 0; ++i) {
     complete_write(*this, store); // one write at a time, reading in between
-    auto pending = send_request(directory, caf::make_message(route_atom_v, std::string{"order:o1"},
+    auto pending = send_request(directory, caf::make_message(route_atom_v, order_key("o1"),
                                                              caf::make_message(get_order{{"alice", "customer"}})));
     run();
     auto v = receive<order_view>(pending);
@@ -179,7 +177,7 @@ TEST_CASE_FIXTURE(saga_fixture, "a failed order reads failed only once its holds
     } else if (failed_recorded) {
       seen_undoing = true;
       CHECK(v->status == "reserved"); // the status it had, until the compensation is durable
-      auto cancel = send_request(directory, caf::make_message(route_atom_v, std::string{"order:o1"},
+      auto cancel = send_request(directory, caf::make_message(route_atom_v, order_key("o1"),
         caf::make_message(order_action{"cancel", {"alice", "customer"}})));
       run();
       auto refused = receive<order_view>(cancel);
@@ -236,7 +234,7 @@ TEST_CASE_FIXTURE(saga_fixture, "a crash while the payment is queued: the recove
   REQUIRE(order("o1").payment_status == "queued");
   crash("o1");
   pay->mode = "ok";
-  self->send(directory, route_atom_v, std::string{"order:o1"}, caf::make_message(resume_atom_v));
+  self->send(directory, route_atom_v, order_key("o1"), caf::make_message(resume_atom_v));
   settle();
   CHECK(order("o1").status == "pending"); // its retry time has not come
   advance_time(6s);
@@ -268,7 +266,7 @@ TEST_CASE_FIXTURE(saga_fixture, "a crash while the payment is under way resumes 
   crash("o1");
   pay->mode = "ok";
   // The next message to the order (e.g. resume at startup) recovers it by replay.
-  self->send(directory, route_atom_v, std::string{"order:o1"}, caf::make_message(resume_atom_v));
+  self->send(directory, route_atom_v, order_key("o1"), caf::make_message(resume_atom_v));
   settle();
   auto o = order("o1");
   CHECK(o.status == "paid");
@@ -280,7 +278,7 @@ TEST_CASE_FIXTURE(saga_fixture, "a crash while the payment is under way resumes 
 
 TEST_CASE_FIXTURE(saga_fixture, "a crash after authorization resumes with commit and capture, never a second authorize") {
   pay->mode = "ok";
-  static_cast<void>(send_request(directory, caf::make_message(route_atom_v, std::string{"order:o1"},
+  static_cast<void>(send_request(directory, caf::make_message(route_atom_v, order_key("o1"),
     caf::make_message(place_order{"crt_1", "alice", {{"S1", 1, 1000}}, "EUR", "card", "tok", "{}", "r"}))));
   // Answer writes one by one until payment_authorized landed, then crash.
   run();
@@ -288,7 +286,7 @@ TEST_CASE_FIXTURE(saga_fixture, "a crash after authorization resumes with commit
     complete_write(*this, store);
   crash("o1");
   complete_all_writes(); // whatever the dead actor had in flight
-  self->send(directory, route_atom_v, std::string{"order:o1"}, caf::make_message(resume_atom_v));
+  self->send(directory, route_atom_v, order_key("o1"), caf::make_message(resume_atom_v));
   settle();
   CHECK(order("o1").status == "paid");
   CHECK(ops() == std::vector<std::string>{"authorize:o1:authorize", "capture:o1:capture"});
@@ -309,7 +307,7 @@ TEST_CASE_FIXTURE(saga_fixture, "cancel while reserved waits for the authorizati
   pay->mode = "hold";
   REQUIRE(place("o1", 2));
   REQUIRE(order("o1").status == "reserved");
-  auto pending = send_request(directory, caf::make_message(route_atom_v, std::string{"order:o1"},
+  auto pending = send_request(directory, caf::make_message(route_atom_v, order_key("o1"),
     caf::make_message(order_action{"cancel", {"alice", "customer"}})));
   settle();
   pay->mode = "ok";
@@ -379,7 +377,7 @@ TEST_CASE_FIXTURE(saga_fixture, "reads: owner, ops and the shipping warehouse; n
 }
 
 TEST_CASE_FIXTURE(saga_fixture, "a failed store write changes nothing and the step is tried again later") {
-  auto pending = send_request(directory, caf::make_message(route_atom_v, std::string{"order:o1"},
+  auto pending = send_request(directory, caf::make_message(route_atom_v, order_key("o1"),
     caf::make_message(place_order{"crt_1", "alice", {{"S1", 1, 1000}}, "EUR", "card", "tok", "{}", "r"})));
   run();
   complete_write(*this, store); // order_placed

@@ -1,6 +1,8 @@
 #include "actors/sku.hpp"
 
 #include "actors/log.hpp"
+#include "cluster/seam.hpp"
+#include "protocols/ids.hpp"
 #include "protocols/errc.hpp"
 #include "protocols/metrics.hpp"
 
@@ -27,6 +29,9 @@ constexpr auto release_retry = std::chrono::seconds{1};
 
 struct sku_state {
   static inline const char* name = "sku";
+  explicit sku_state(caf::local_actor* self) : clock(self) {
+  }
+  actor_wall_clock clock;
   std::string sku;
   std::map<std::string, stock_actor> pairs; ///< by warehouse
   std::set<std::string> reserving;           ///< idempotent reservations under way
@@ -39,39 +44,18 @@ struct sku_state {
 
 using self_ptr = caf::stateful_actor<sku_state>*;
 
-/// Asks targets[i] msgs[i]; `done` gets the answers in order. No timeout:
-/// the pairs are this actor's linked children and always answer, a write with
-/// its definite outcome (the store bounds statements), so a timeout here
-/// would only turn a write that commits later into an error.
+/// Asks targets[i] msgs[i] (cluster::gather); `done` gets the answers in
+/// order. No timeout: the pairs are this actor's linked children and always
+/// answer, a write with its definite outcome (the store bounds statements),
+/// so a timeout here would only turn a write that commits later into an error.
 template <class T, class Msg, class Done>
 void ask_each(self_ptr self, const std::vector<stock_actor>& targets, std::vector<Msg> msgs,
               Done done) {
-  struct gather {
-    std::vector<caf::expected<T>> answers;
-    size_t left;
-    Done done;
-  };
-  if (targets.empty()) {
-    done(std::vector<caf::expected<T>>{});
-    return;
-  }
-  auto g = std::make_shared<gather>(
-    gather{std::vector<caf::expected<T>>(targets.size(), caf::expected<T>{caf::error{}}),
-           targets.size(), std::move(done)});
-  for (size_t i = 0; i < targets.size(); ++i) {
-    self->request(targets[i], caf::infinite, std::move(msgs[i]))
-      .then(
-        [g, i](T& x) {
-          g->answers[i] = std::move(x);
-          if (--g->left == 0)
-            g->done(std::move(g->answers));
-        },
-        [g, i](caf::error& e) {
-          g->answers[i] = std::move(e);
-          if (--g->left == 0)
-            g->done(std::move(g->answers));
-        });
-  }
+  auto shared = std::make_shared<std::vector<Msg>>(std::move(msgs));
+  cluster::gather<T>(
+    targets.size(),
+    [self, &targets, shared](size_t i) { return self->request(targets[i], caf::infinite, std::move((*shared)[i])); },
+    std::move(done));
 }
 
 /// Asks every target the same question.
@@ -260,6 +244,26 @@ void reserve_once(self_ptr self, reserve_any cmd, reserve_done done_) {
   });
 }
 
+/// The handler of at_pair<Cmd>: hands the command to the pair of its
+/// warehouse (which answers the caller directly). Push and adjust create a
+/// pair that does not exist yet; other commands for one answer at once.
+template <class Cmd>
+auto to_pair(self_ptr self) {
+  return [self](at_pair<Cmd>& m) {
+    auto& st = self->state;
+    constexpr bool creates = std::is_same_v<Cmd, push_stock_level> || std::is_same_v<Cmd, adjust_stock>;
+    if (!creates && st.pairs.count(m.warehouse) == 0) {
+      auto rp = self->make_response_promise();
+      if constexpr (std::is_same_v<Cmd, reserve_stock>)
+        rp.deliver(caf::make_error(errc::insufficient_stock, int64_t{0}));
+      else
+        rp.deliver(caf::make_error(errc::not_found, std::string{"unknown sku or warehouse"}));
+      return;
+    }
+    self->delegate(pair_for(self, m.warehouse), std::move(m.cmd));
+  };
+}
+
 caf::behavior sku_behavior(self_ptr self, std::string sku, store_actor store, stock_config cfg) {
   auto& st = self->state;
   st.sku = sku;
@@ -283,19 +287,15 @@ caf::behavior sku_behavior(self_ptr self, std::string sku, store_actor store, st
         self->quit(err);
       });
   return {
-    [self](pair_atom, const std::string& warehouse, caf::message& cmd) {
-      auto& st = self->state;
-      if (st.pairs.count(warehouse) == 0 && !cmd.match_element<push_stock_level>(0)
-          && !cmd.match_element<adjust_stock>(0)) {
-        auto rp = self->make_response_promise();
-        if (cmd.match_element<reserve_stock>(0))
-          rp.deliver(caf::make_error(errc::insufficient_stock, int64_t{0}));
-        else
-          rp.deliver(caf::make_error(errc::not_found, std::string{"unknown sku or warehouse"}));
-        return;
-      }
-      self->delegate(caf::actor_cast<caf::actor>(pair_for(self, warehouse)), std::move(cmd));
-    },
+    to_pair<push_stock_level>(self),
+    to_pair<adjust_stock>(self),
+    to_pair<reserve_stock>(self),
+    to_pair<release_stock>(self),
+    to_pair<commit_stock>(self),
+    to_pair<fulfil_stock>(self),
+    to_pair<extend_hold>(self),
+    to_pair<get_stock_level>(self),
+    to_pair<get_hold>(self),
     [self](get_sku_stock) {
       auto rp = self->make_response_promise();
       if (self->state.pairs.empty()) {
@@ -318,6 +318,13 @@ caf::behavior sku_behavior(self_ptr self, std::string sku, store_actor store, st
     },
     [self](reserve_any& cmd) {
       auto rp = self->make_response_promise();
+      auto& st = self->state;
+      if (cmd.reservation_id.empty())
+        cmd.reservation_id = cmd.idempotency_key.empty()
+                               ? new_id("rsv_")
+                               : derived_id("rsv_", cmd.user_id, cmd.idempotency_key);
+      if (cmd.expires_at_ms == 0)
+        cmd.expires_at_ms = st.clock.now_ms(self) + cmd.ttl_ms;
       ++self->state.under_way;
       auto done = [self, rp](caf::expected<reservation> r) mutable {
         --self->state.under_way;

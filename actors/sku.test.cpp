@@ -37,8 +37,7 @@ struct sku_fixture : test::with_store_double {
   }
 
   stock_level level(const std::string& wh) {
-    auto l = ask<stock_level>(sku, caf::make_message(pair_atom_v, wh,
-                                                     caf::make_message(get_stock_level{})));
+    auto l = ask<stock_level>(sku, at_pair<get_stock_level>{wh, {}});
     REQUIRE(l);
     return *l;
   }

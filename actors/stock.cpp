@@ -409,6 +409,10 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
     [self](reserve_stock& c) {
       auto& st = self->state;
       auto& l = st.level;
+      if (c.reservation_id.empty())
+        c.reservation_id = new_id("rsv_");
+      if (c.expires_at_ms == 0)
+        c.expires_at_ms = st.clock.now_ms(self) + c.ttl_ms;
       if (auto* held = find_hold(st, c.reservation_id)) {
         if (held->quantity != c.quantity)
           return fail(self, caf::make_error(errc::conflict,

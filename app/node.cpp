@@ -3,6 +3,7 @@
 #include "actors/cart.hpp"
 #include "actors/order.hpp"
 #include "actors/product.hpp"
+#include "actors/reservation.hpp"
 #include "actors/sku.hpp"
 #include "cluster/router.hpp"
 #include "gateway/server.hpp"
@@ -124,7 +125,7 @@ caf::expected<std::unique_ptr<node>> node::start(const node_config& c) {
   stock_cfg.feed = std::make_shared<protocols::live_feed>();
   // Entities reach each other through the router they are spawned by.
   auto* router_slot = &p->router;
-  protocols::entity_resolver resolve = [router_slot](std::string_view key) {
+  protocols::entity_resolver resolve = [router_slot](const protocols::entity_key& key) {
     return (*router_slot)->shard_for(key);
   };
   actors::cart_config cart_cfg;
@@ -156,18 +157,26 @@ caf::expected<std::unique_ptr<node>> node::start(const node_config& c) {
   auto node_id = c.node_id;
   p->router = std::make_unique<cluster::entity_router>(
     sys, rcfg,
-    std::map<std::string, cluster::entity_factory>{
-      {"sku", [store, stock_cfg](caf::actor_system& s, const std::string& id, const caf::actor&) {
+    std::map<protocols::entity_kind, cluster::entity_factory>{
+      {protocols::entity_kind::sku,
+       [store, stock_cfg](caf::actor_system& s, const std::string& id, const caf::actor&) {
          return actors::spawn_sku(s, id, store, stock_cfg);
        }},
-      {"product", [store, node_id](caf::actor_system& s, const std::string& id, const caf::actor& home) {
+      {protocols::entity_kind::product,
+       [store, node_id](caf::actor_system& s, const std::string& id, const caf::actor& home) {
          return actors::spawn_product(s, id, store, node_id, home);
        }},
-      {"cart", [store, cart_cfg](caf::actor_system& s, const std::string& id, const caf::actor& home) {
+      {protocols::entity_kind::cart,
+       [store, cart_cfg](caf::actor_system& s, const std::string& id, const caf::actor& home) {
          return actors::spawn_cart(s, id, store, cart_cfg, home);
        }},
-      {"order", [store, order_cfg](caf::actor_system& s, const std::string& id, const caf::actor& home) {
+      {protocols::entity_kind::order,
+       [store, order_cfg](caf::actor_system& s, const std::string& id, const caf::actor& home) {
          return actors::spawn_order(s, id, store, order_cfg, home);
+       }},
+      {protocols::entity_kind::reservation,
+       [store, resolve](caf::actor_system& s, const std::string& id, const caf::actor& home) {
+         return actors::spawn_reservation(s, id, store, resolve, home);
        }}});
   actors::resume_unsettled_orders(sys, store, resolve);
   p->relay = persistence::spawn_outbox_relay(sys, outbox);
@@ -184,9 +193,8 @@ caf::expected<std::unique_ptr<node>> node::start(const node_config& c) {
   g.actor_timeout = c.actor_timeout;
   g.ws_idle_timeout = c.ws_idle_timeout;
   g.ws_max_subscriptions = c.ws_max_subscriptions;
-  auto* r = p->router.get();
   p->gateway = std::make_unique<gateway::server>(
-    g, gateway::gateway_deps{sys, [r](std::string_view key) { return r->shard_for(key); }, store,
+    g, gateway::gateway_deps{sys, resolve, caf::actor_cast<protocols::health_actor>(store),
                              stock_cfg.view, stock_cfg.feed});
   auto port = p->gateway->start();
   std::unique_ptr<node> n{new node(std::move(p))};

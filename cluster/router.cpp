@@ -33,9 +33,9 @@ struct entry {
 
 struct shard_state {
   static inline const char* name = "entity_router";
-  std::unordered_map<std::string, entry> entities;
+  std::unordered_map<std::string, entry> entities; ///< by key.str()
   std::unordered_map<caf::actor_addr, std::string> keys;
-  std::map<std::string, entity_factory> factories;
+  std::map<entity_kind, entity_factory> factories;
   router_config cfg;
 };
 
@@ -48,16 +48,25 @@ constexpr size_t max_buffered = 1024;
 /// How long an entity may take to say whether it stops.
 constexpr auto passivate_timeout = std::chrono::seconds{10};
 
-caf::actor spawn_entity(self_ptr self, const std::string& key) {
-  auto colon = key.find(':');
-  auto kind = key.substr(0, colon);
-  auto i = self->state.factories.find(kind);
-  if (colon == std::string::npos || i == self->state.factories.end())
+caf::actor spawn_entity(self_ptr self, const entity_key& key) {
+  auto i = self->state.factories.find(key.kind);
+  if (i == self->state.factories.end())
     return {};
-  auto a = i->second(self->system(), key.substr(colon + 1), caf::actor_cast<caf::actor>(self));
+  auto a = i->second(self->system(), key.id, caf::actor_cast<caf::actor>(self));
   self->monitor(a);
-  self->state.keys[a.address()] = key;
+  self->state.keys[a.address()] = key.str();
   return a;
+}
+
+/// The key back from its "kind:id" form (kinds have no ':').
+entity_key parse_key(const std::string& s) {
+  auto colon = s.find(':');
+  auto kind = s.substr(0, colon);
+  for (auto k : {entity_kind::sku, entity_kind::product, entity_kind::cart, entity_kind::order,
+                 entity_kind::reservation})
+    if (kind_name(k) == kind)
+      return {k, s.substr(colon + 1)};
+  return {};
 }
 
 void flush_buffered(entry& e) {
@@ -97,7 +106,7 @@ void try_passivate(self_ptr self, const std::string& key, entry& e) {
 }
 
 caf::behavior shard_behavior(self_ptr self, router_config cfg,
-                             std::map<std::string, entity_factory> factories) {
+                             std::map<entity_kind, entity_factory> factories) {
   self->state.cfg = cfg;
   self->state.factories = std::move(factories);
   auto sweep_every = cfg.passivate_after / 2;
@@ -127,17 +136,18 @@ caf::behavior shard_behavior(self_ptr self, router_config cfg,
     }
     // Requests waited for the old instance to finish: start a fresh one,
     // which recovers from what the old one made durable.
-    e->second.actor = spawn_entity(self, key);
+    e->second.actor = spawn_entity(self, parse_key(key));
     e->second.passivating = false;
     e->second.last_used = self->clock().now();
     flush_buffered(e->second);
   });
   return {
-    [self](route_atom, const std::string& key, caf::message& msg) {
+    [self](route_atom, const entity_key& k, caf::message& msg) {
       auto& st = self->state;
+      auto key = k.str();
       auto i = st.entities.find(key);
       if (i == st.entities.end()) {
-        auto a = spawn_entity(self, key);
+        auto a = spawn_entity(self, k);
         if (!a) {
           auto rp = self->make_response_promise();
           rp.deliver(caf::make_error(errc::not_found, std::string{"unknown entity kind"}));
@@ -182,7 +192,7 @@ caf::behavior shard_behavior(self_ptr self, router_config cfg,
 } // namespace
 
 entity_router::entity_router(caf::actor_system& sys, router_config cfg,
-                             std::map<std::string, entity_factory> factories)
+                             std::map<entity_kind, entity_factory> factories)
   : cfg_(cfg) {
   for (size_t i = 0; i < cfg.shard_actors; ++i)
     shard_actors_.push_back(sys.spawn(shard_behavior, cfg, factories));
@@ -193,16 +203,25 @@ void entity_router::stop() {
     caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
 }
 
-uint32_t entity_router::shard_of(std::string_view key) const noexcept {
-  uint32_t h = 2166136261u; // FNV-1a: stable across processes and builds
-  for (unsigned char c : key) {
-    h ^= c;
-    h *= 16777619u;
-  }
+uint32_t entity_router::shard_of(const entity_key& key) const noexcept {
+  uint32_t h = 2166136261u; // FNV-1a of "kind:id": stable across processes and builds
+  auto hash = [&h](std::string_view part) {
+    for (unsigned char c : part) {
+      h ^= c;
+      h *= 16777619u;
+    }
+  };
+  hash(kind_name(key.kind));
+  hash(":");
+  hash(key.id);
   return h % cfg_.shards;
 }
 
-const caf::actor& entity_router::shard_for(std::string_view key) const noexcept {
+protocols::entity_resolver entity_router::resolver() const {
+  return [this](const entity_key& key) { return shard_for(key); };
+}
+
+const caf::actor& entity_router::shard_for(const entity_key& key) const noexcept {
   return shard_actors_[shard_of(key) % shard_actors_.size()];
 }
 

@@ -1,5 +1,7 @@
 #pragma once
 
+#include "protocols/entity.hpp"
+
 #include <caf/actor.hpp>
 #include <caf/fwd.hpp>
 #include <caf/timespan.hpp>
@@ -13,7 +15,7 @@
 
 namespace emporium::cluster {
 
-/// Spawns the entity for an id (the part of the key after "kind:"). `home` is
+/// Spawns the entity for an id. `home` is
 /// the router actor hosting it: an entity that finds nothing stored sends it
 /// passivate_atom to be stopped once no request for it is under way.
 using entity_factory
@@ -25,22 +27,26 @@ struct router_config {
   caf::timespan passivate_after = std::chrono::minutes{10}; ///< 0: never passivate
 };
 
-/// Entity addressing: key "kind:id" -> stable shard id (FNV-1a mod shards) ->
-/// the shard's router actor -> the entity actor, spawned on first use (it
+/// Entity addressing: key -> stable shard id (FNV-1a of "kind:id" mod shards)
+/// -> the shard's router actor -> the entity actor, spawned on first use (it
 /// recovers its own state) and passivated after `passivate_after` idle.
-/// Callers send (route_atom, key, message) to shard_for(key); the message is
-/// delegated, so the entity answers the caller directly. Nothing outside the
-/// router keeps entity handles.
+/// Callers go through cluster/seam.hpp (ask, ask_all, tell), which sends
+/// (route_atom, key, message) to shard_for(key); the message is delegated,
+/// so the entity answers the caller directly. Nothing outside the router
+/// keeps entity handles.
 class entity_router {
 public:
   entity_router(caf::actor_system& sys, router_config cfg,
-                std::map<std::string, entity_factory> factories);
+                std::map<protocols::entity_kind, entity_factory> factories);
 
-  /// The stable shard id of a key.
-  uint32_t shard_of(std::string_view key) const noexcept;
+  /// The stable shard id of a key (FNV-1a of "kind:id").
+  uint32_t shard_of(const protocols::entity_key& key) const noexcept;
 
   /// The actor serving the key's shard.
-  const caf::actor& shard_for(std::string_view key) const noexcept;
+  const caf::actor& shard_for(const protocols::entity_key& key) const noexcept;
+
+  /// shard_for as the entities' resolver.
+  protocols::entity_resolver resolver() const;
 
   const router_config& config() const noexcept { return cfg_; }
 

@@ -15,13 +15,13 @@ namespace {
 struct router_fixture : test::with_store_double {  int spawned = 0;
   cluster::entity_router router{
     sys, cluster::router_config{1024, 2, 60s},
-    {{"sku", [this](caf::actor_system& s, const std::string& id, const caf::actor&) {
+    {{entity_kind::sku, [this](caf::actor_system& s, const std::string& id, const caf::actor&) {
         ++spawned;
         return actors::spawn_sku(s, id, store, {});
       }}}};
 
   template <class T>
-  caf::expected<T> route(const std::string& key, caf::message msg) {
+  caf::expected<T> route(const entity_key& key, caf::message msg) {
     auto pending = send_request(router.shard_for(key), caf::make_message(route_atom_v, key, msg));
     run();
     complete_all_writes();
@@ -37,8 +37,7 @@ struct router_fixture : test::with_store_double {  int spawned = 0;
   /// A command for pair S1 at w1, through the router.
   template <class T, class Cmd>
   caf::expected<T> on_pair(Cmd cmd) {
-    return route<T>("sku:S1", caf::make_message(pair_atom_v, std::string{"w1"},
-                                                caf::make_message(std::move(cmd))));
+    return route<T>(sku_key("S1"), caf::make_message(at_pair<Cmd>{"w1", std::move(cmd)}));
   }
 };
 
@@ -47,9 +46,9 @@ struct router_fixture : test::with_store_double {  int spawned = 0;
 TEST_CASE("the shard of a key is stable and within range") {
   test::deterministic d;
   cluster::entity_router r{d.sys, {}, {}};
-  CHECK(r.shard_of("sku:S1") == r.shard_of("sku:S1"));
-  CHECK(r.shard_of("sku:S1") < 1024);
-  CHECK(r.shard_of("sku:S1") != r.shard_of("sku:S2"));
+  CHECK(r.shard_of(sku_key("S1")) == r.shard_of(sku_key("S1")));
+  CHECK(r.shard_of(sku_key("S1")) < 1024);
+  CHECK(r.shard_of(sku_key("S1")) != r.shard_of(sku_key("S2")));
 }
 
 TEST_CASE_FIXTURE(router_fixture, "an entity is spawned on first use and reused after") {
@@ -62,7 +61,7 @@ TEST_CASE_FIXTURE(router_fixture, "an entity is spawned on first use and reused 
 }
 
 TEST_CASE_FIXTURE(router_fixture, "an unknown kind is not found") {
-  auto r = route<stock_level>("cart:c1", caf::make_message(get_stock_level{}));
+  auto r = route<stock_level>(cart_key("c1"), caf::make_message(get_stock_level{}));
   REQUIRE_FALSE(r);
   CHECK(to_errc(r.error()) == errc::not_found);
 }
@@ -104,11 +103,11 @@ struct entity_fixture : test::with_store_double {
     = std::make_shared<std::vector<caf::response_promise>>();
   cluster::entity_router router{
     sys, cluster::router_config{1024, 1, 60s},
-    {{"cart", [this](caf::actor_system& s, const std::string& id, const caf::actor& home) {
+    {{entity_kind::cart, [this](caf::actor_system& s, const std::string& id, const caf::actor& home) {
         ++carts_spawned;
         return actors::spawn_cart(s, id, store, {}, home);
       }},
-     {"stuck", [this](caf::actor_system& s, const std::string&, const caf::actor&) {
+     {entity_kind::order, [this](caf::actor_system& s, const std::string&, const caf::actor&) { // "stuck"
         auto held = unanswered;
         return s.spawn([held](caf::event_based_actor* self) -> caf::behavior {
           return {
@@ -122,7 +121,7 @@ struct entity_fixture : test::with_store_double {
       }}}};
 
   template <class Msg>
-  auto send_to(const std::string& key, Msg msg) {
+  auto send_to(const entity_key& key, Msg msg) {
     return send_request(router.shard_for(key),
                         caf::make_message(route_atom_v, key, caf::make_message(std::move(msg))));
   }
@@ -131,8 +130,8 @@ struct entity_fixture : test::with_store_double {
 } // namespace
 
 TEST_CASE_FIXTURE(entity_fixture, "a read of an unknown id does not drop a create queued behind it") {
-  auto read = send_to("cart:c1", get_cart{"alice", false});
-  auto create = send_to("cart:c1", create_cart{"alice", "req"});
+  auto read = send_to(cart_key("c1"), get_cart{"alice", false});
+  auto create = send_to(cart_key("c1"), create_cart{"alice", "req"});
   run();
   complete_all_writes();
   auto missing = receive<cart_view>(read);
@@ -141,24 +140,24 @@ TEST_CASE_FIXTURE(entity_fixture, "a read of an unknown id does not drop a creat
   auto created = receive<cart_view>(create);
   REQUIRE(created);
   CHECK(created->owner == "alice");
-  auto again = send_to("cart:c1", get_cart{"alice", false});
+  auto again = send_to(cart_key("c1"), get_cart{"alice", false});
   run();
   CHECK(receive<cart_view>(again));
 }
 
 TEST_CASE_FIXTURE(entity_fixture, "an entity with nothing stored is stopped by its router, not by itself") {
-  auto read = send_to("cart:c2", get_cart{"alice", false});
+  auto read = send_to(cart_key("c2"), get_cart{"alice", false});
   run();
   CHECK_FALSE(receive<cart_view>(read));
   // It asked the router, which stopped it: the next use starts a fresh one.
-  auto again = send_to("cart:c2", get_cart{"alice", false});
+  auto again = send_to(cart_key("c2"), get_cart{"alice", false});
   run();
   CHECK_FALSE(receive<cart_view>(again));
   CHECK(carts_spawned == 2);
 }
 
 TEST_CASE_FIXTURE(entity_fixture, "an entity that never says whether it stops serves again, with what waited meanwhile") {
-  auto first = send_to("stuck:x", get_stock_level{});
+  auto first = send_to(entity_key{entity_kind::order, "x"}, get_stock_level{});
   run();
   REQUIRE(receive<stock_level>(first));
   advance_time(31s);
@@ -166,7 +165,7 @@ TEST_CASE_FIXTURE(entity_fixture, "an entity that never says whether it stops se
   REQUIRE(unanswered->size() == 1);
   std::vector<decltype(first)> waiting;
   for (int i = 0; i < 1030; ++i)
-    waiting.push_back(send_to("stuck:x", get_stock_level{}));
+    waiting.push_back(send_to(entity_key{entity_kind::order, "x"}, get_stock_level{}));
   run();
   // Bounded: beyond 1024 buffered requests, 503 at once.
   size_t refused = 0;

@@ -12,12 +12,13 @@ namespace p = protocols;
 
 namespace {
 
-std::string cart_key(exchange& x) {
-  return "cart:" + x.param("cart_id");
+p::entity_key cart_of(exchange& x) {
+  return p::cart_key(x.param("cart_id"));
 }
 
-void cart_command(exchange& x, caf::message msg, unsigned status) {
-  x.ask_entity_and_answer<p::cart_view>(cart_key(x), std::move(msg), status, cart_json);
+template <class Msg>
+void cart_command(exchange& x, Msg msg, unsigned status) {
+  x.ask_entity_and_answer(cart_of(x), std::move(msg), status, cart_json);
 }
 
 bool valid_country(std::string_view c) {
@@ -34,14 +35,14 @@ void create_cart(exchange& x) {
   if (!key)
     return;
   auto& who = x.who();
-  auto id = key->empty() ? p::new_id("crt_") : derived_id("crt_", who.sub, *key);
-  x.ask_entity_and_answer<p::cart_view>("cart:" + id,
-                                        caf::make_message(p::create_cart{who.sub, x.request_id()}),
-                                        201, cart_json);
+  // The id names the entity, so it is made here: from the key, a retry names
+  // the same cart (protocols::derived_id), whichever node it reaches.
+  auto id = key->empty() ? p::new_id("crt_") : p::derived_id("crt_", who.sub, *key);
+  x.ask_entity_and_answer(p::cart_key(id), p::create_cart{who.sub, x.request_id()}, 201, cart_json);
 }
 
 void get_cart(exchange& x) {
-  cart_command(x, caf::make_message(p::get_cart{x.who().sub, x.who().is("ops")}), 200);
+  cart_command(x, p::get_cart{x.who().sub, x.who().is("ops")}, 200);
 }
 
 void set_cart_item(exchange& x) {
@@ -51,15 +52,11 @@ void set_cart_item(exchange& x) {
   auto q = b->integer("quantity", true, 0, INT64_MAX); // the cart checks its line limit
   if (b->error)
     return x.fail(*b->error);
-  cart_command(x, caf::make_message(p::set_cart_item{x.param("sku"), *q, x.who().sub,
-                                                     x.who().is("ops"), x.request_id()}),
-               200);
+  cart_command(x, p::set_cart_item{x.param("sku"), *q, x.who().sub, x.who().is("ops"), x.request_id()}, 200);
 }
 
 void remove_cart_item(exchange& x) {
-  cart_command(x, caf::make_message(p::set_cart_item{x.param("sku"), 0, x.who().sub,
-                                                     x.who().is("ops"), x.request_id()}),
-               200);
+  cart_command(x, p::set_cart_item{x.param("sku"), 0, x.who().sub, x.who().is("ops"), x.request_id()}, 200);
 }
 
 void checkout(exchange& x) {
@@ -102,8 +99,7 @@ void checkout(exchange& x) {
   auto& who = x.who();
   p::checkout_cart cmd{"", p::caller{who.sub, who.role, who.warehouses, x.request_id()}, *method,
                        *token, json::serialize(shipping->fields())};
-  x.ask_entity<p::order_view>(cart_key(x), caf::make_message(std::move(cmd)),
-                              [](exchange& x, caf::expected<p::order_view> r) {
+  x.ask_entity(cart_of(x), std::move(cmd), [](exchange& x, caf::expected<p::order_view> r) {
     if (!r)
       return x.fail(r.error());
     x.respond(202, {{"order_id", r->order_id}, {"status", r->status}});

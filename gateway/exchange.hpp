@@ -4,6 +4,7 @@
 #include "gateway/json_codec.hpp"
 #include "gateway/jwt.hpp"
 #include "gateway/routes.hpp"
+#include "cluster/seam.hpp"
 #include "protocols/type_ids.hpp"
 
 #include <caf/actor.hpp>
@@ -72,10 +73,10 @@ public:
   virtual void upgrade_warehouse(std::string warehouse) = 0;
 
   // -- actors ------------------------------------------------------------------------
-  /// The actor serving an entity key (today: its router shard).
-  virtual caf::actor resolve(std::string_view key) = 0;
-  /// The store, for readiness.
-  virtual caf::actor store() = 0;
+  /// Where messages for an entity go (cluster/seam).
+  virtual caf::actor resolve(const protocols::entity_key& key) = 0;
+  /// What answers readiness (ping -> ok when PostgreSQL answers).
+  virtual caf::actor health() = 0;
   /// Durable levels of this node's live pairs (null: always ask).
   virtual const protocols::stock_view* stock_view() const = 0;
 
@@ -84,18 +85,20 @@ public:
   template <class T, class Done>
   void ask(const caf::actor& target, caf::message msg, Done done);
 
-  /// Asks the entity of `key` (e.g. "cart:crt_1").
-  template <class T, class Done>
-  void ask_entity(const std::string& key, caf::message msg, Done done) {
-    ask<T>(resolve(key), caf::make_message(protocols::route_atom_v, key, std::move(msg)),
-           std::move(done));
+  /// Asks the entity of `key`; `done(exchange&, caf::expected<R>)` with
+  /// R = response_of_t<Msg>.
+  template <class Msg, class Done>
+  void ask_entity(const protocols::entity_key& key, Msg msg, Done done) {
+    ask<protocols::response_of_t<Msg>>(resolve(key), cluster::routed(key, std::move(msg)),
+                                       std::move(done));
   }
 
-  /// Answers with the actor's value through `render`, or its error.
-  template <class T, class Render>
-  void ask_entity_and_answer(const std::string& key, caf::message msg, unsigned status,
+  /// Answers `status` with the entity's answer through `render`, or its error.
+  template <class Msg, class Render>
+  void ask_entity_and_answer(const protocols::entity_key& key, Msg msg, unsigned status,
                              Render render) {
-    ask_entity<T>(key, std::move(msg), [status, render](exchange& x, caf::expected<T> r) {
+    using T = protocols::response_of_t<Msg>;
+    ask_entity(key, std::move(msg), [status, render](exchange& x, caf::expected<T> r) {
       if (!r)
         return x.fail(r.error());
       x.respond(status, render(*r));

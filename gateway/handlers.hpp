@@ -46,7 +46,4 @@ void return_order(exchange& x);
 /// The Idempotency-Key header, or nullopt after 400 when it is too long.
 std::optional<std::string_view> idempotency_key(exchange& x);
 
-/// prefix + 24 hex digits of SHA-256(sub, key): stable across retries and nodes.
-std::string derived_id(std::string_view prefix, std::string_view sub, std::string_view key);
-
 } // namespace emporium::gateway::handlers

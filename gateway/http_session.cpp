@@ -92,8 +92,8 @@ public:
     return i == req_.end() ? std::string_view{} : std::string_view{i->value().data(), i->value().size()};
   }
   const gateway_config& config() const override { return srv_->cfg; }
-  caf::actor resolve(std::string_view key) override { return srv_->deps.shard_for(key); }
-  caf::actor store() override { return caf::actor_cast<caf::actor>(srv_->deps.store); }
+  caf::actor resolve(const protocols::entity_key& key) override { return srv_->deps.resolve(key); }
+  caf::actor health() override { return caf::actor_cast<caf::actor>(srv_->deps.health); }
   const protocols::stock_view* stock_view() const override { return srv_->deps.stock_view.get(); }
 
   void upgrade_storefront() override {

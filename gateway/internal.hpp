@@ -5,6 +5,7 @@
 
 #include "gateway/server.hpp"
 
+#include "cluster/seam.hpp"
 #include "gateway/errors.hpp"
 #include "gateway/json_codec.hpp"
 #include "gateway/jwt.hpp"

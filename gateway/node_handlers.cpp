@@ -11,7 +11,7 @@ void healthz(exchange& x) {
 }
 
 void readyz(exchange& x) {
-  x.ask<ok_atom>(x.store(), caf::make_message(ping_atom_v), [](exchange& x, caf::expected<ok_atom> r) {
+  x.ask<ok_atom>(x.health(), caf::make_message(ping_atom_v), [](exchange& x, caf::expected<ok_atom> r) {
     if (r)
       x.respond(200, {{"status", "ready"}});
     else

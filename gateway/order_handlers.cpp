@@ -11,29 +11,26 @@ p::caller caller_of(exchange& x) {
   return p::caller{who.sub, who.role, who.warehouses, x.request_id()};
 }
 
-std::string order_key(exchange& x) {
-  return "order:" + x.param("order_id");
+p::entity_key order_of(exchange& x) {
+  return p::order_key(x.param("order_id"));
 }
 
 /// cancel, ship, deliver, return: the order actor checks who and when.
 void act(exchange& x, const char* action) {
   if (!x.body_empty_or_object())
     return;
-  x.ask_entity_and_answer<p::order_view>(order_key(x),
-                                         caf::make_message(p::order_action{action, caller_of(x)}),
-                                         200, order_json);
+  x.ask_entity_and_answer(order_of(x), p::order_action{action, caller_of(x)}, 200, order_json);
 }
 
 } // namespace
 
 void get_order(exchange& x) {
-  x.ask_entity_and_answer<p::order_view>(order_key(x), caf::make_message(p::get_order{caller_of(x)}),
-                                         200, order_json);
+  x.ask_entity_and_answer(order_of(x), p::get_order{caller_of(x)}, 200, order_json);
 }
 
 void get_order_events(exchange& x) {
-  x.ask_entity<std::vector<p::domain_event>>(
-    order_key(x), caf::make_message(p::get_order_events{caller_of(x)}),
+  x.ask_entity(
+    order_of(x), p::get_order_events{caller_of(x)},
     [](exchange& x, caf::expected<std::vector<p::domain_event>> r) {
       if (!r)
         return x.fail(r.error());

@@ -15,8 +15,7 @@ bool valid_currency(std::string_view c) {
 } // namespace
 
 void get_product(exchange& x) {
-  x.ask_entity_and_answer<p::product>("product:" + x.param("sku"),
-                                      caf::make_message(p::get_product{}), 200, product_json);
+  x.ask_entity_and_answer(p::product_key(x.param("sku")), p::get_product{}, 200, product_json);
 }
 
 void put_product(exchange& x) {
@@ -35,9 +34,8 @@ void put_product(exchange& x) {
   if (b->error)
     return x.fail(*b->error);
   p::product value{x.param("sku"), *name, *price, *currency, category.value_or("")};
-  x.ask_entity<p::product>("product:" + x.param("sku"),
-                           caf::make_message(p::put_product{std::move(value), x.who().sub, x.request_id()}),
-                           [](exchange& x, caf::expected<p::product> r) {
+  x.ask_entity(p::product_key(x.param("sku")), p::put_product{std::move(value), x.who().sub, x.request_id()},
+               [](exchange& x, caf::expected<p::product> r) {
     if (!r)
       return x.fail(r.error());
     x.respond(r->version == 1 ? 201 : 200, product_json(*r));

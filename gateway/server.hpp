@@ -34,12 +34,12 @@ struct gateway_config {
   size_t ws_max_in_flight = 1024;    ///< warehouse items awaiting durability per connection
 };
 
-/// What the gateway talks to: the shard actor for an entity key, and the store
-/// (for readiness and locating reservations). It never sees SQL.
+/// What the gateway talks to: entities by key (through cluster/seam), and
+/// whatever answers readiness (app/ wires the store). It never sees SQL.
 struct gateway_deps {
   caf::actor_system& sys;
-  std::function<caf::actor(std::string_view key)> shard_for;
-  protocols::store_actor store;
+  protocols::entity_resolver resolve;
+  protocols::health_actor health;
   /// Durable levels of this node's live pairs: pair reads found here are
   /// answered on the I/O thread (null: always ask the actors).
   std::shared_ptr<const protocols::stock_view> stock_view;

@@ -197,9 +197,8 @@ private:
     auto& feed = *srv_->deps.feed;
     if (!feed.subscribe_stock(sku, shared_from_this()))
       return; // the current frame is on its way
-    auto key = "sku:" + sku;
-    srv_->ask<sku_stock>(bridge_, srv_->deps.shard_for(key),
-                         caf::make_message(route_atom_v, key, caf::make_message(get_sku_stock{})),
+    auto key = sku_key(sku);
+    srv_->ask<sku_stock>(bridge_, srv_->deps.resolve(key), cluster::routed(key, get_sku_stock{}),
                          ws_.get_executor(),
                          [self = shared_from_this(), sku](caf::expected<sku_stock> r) {
       if (r)
@@ -252,10 +251,9 @@ private:
 
   template <class Then>
   void ask_order(const std::string& id, Then then) {
-    auto key = "order:" + id;
+    auto key = order_key(id);
     caller c{who_->sub, who_->role, who_->warehouses, ""};
-    srv_->ask<order_view>(bridge_, srv_->deps.shard_for(key),
-                          caf::make_message(route_atom_v, key, caf::make_message(get_order{c})),
+    srv_->ask<order_view>(bridge_, srv_->deps.resolve(key), cluster::routed(key, get_order{c}),
                           ws_.get_executor(),
                           [self = shared_from_this(), id, then](caf::expected<order_view> r) mutable {
       if (r)
@@ -464,11 +462,9 @@ private:
     ++in_flight_;
     push_stock_level cmd{*on_hand, *seq, threshold.has_value(), threshold.value_or(0), who_.sub,
                          "ws:" + wh_};
-    auto key = "sku:" + *sku;
+    auto key = sku_key(*sku);
     srv_->ask<stock_result>(
-      bridge_, srv_->deps.shard_for(key),
-      caf::make_message(route_atom_v, key,
-                        caf::make_message(pair_atom_v, wh_, caf::make_message(std::move(cmd)))),
+      bridge_, srv_->deps.resolve(key), cluster::routed(key, at_pair<push_stock_level>{wh_, std::move(cmd)}),
       ws_.get_executor(),
       [self = shared_from_this(), sku = *sku, seq = *seq](caf::expected<stock_result> r) {
         --self->in_flight_;

@@ -26,10 +26,52 @@ using stock_actor = caf::typed_actor<
   caf::replies_to<passivate_atom>::with<bool>, ///< true: idle, may stop
   caf::reacts_to<expire_atom>>;
 
-/// The actor serving an entity key ("cart:ID", "product:SKU", ...): send it
-/// (route_atom, key, message) and the entity answers. Entities reach each other
-/// only through this (the router's shard_for), never by keeping handles.
-using entity_resolver = std::function<caf::actor(std::string_view key)>;
+/// What each kind of entity answers (response_of in entity.hpp says the
+/// same per message; cluster/seam.hpp asks them by key, never by handle).
+using sku_actor = caf::typed_actor<
+  caf::replies_to<at_pair<push_stock_level>>::with<stock_result>,
+  caf::replies_to<at_pair<adjust_stock>>::with<stock_result>,
+  caf::replies_to<at_pair<reserve_stock>>::with<stock_result>,
+  caf::replies_to<at_pair<release_stock>>::with<stock_result>,
+  caf::replies_to<at_pair<commit_stock>>::with<stock_result>,
+  caf::replies_to<at_pair<fulfil_stock>>::with<stock_result>,
+  caf::replies_to<at_pair<extend_hold>>::with<stock_result>,
+  caf::replies_to<at_pair<get_stock_level>>::with<stock_level>,
+  caf::replies_to<at_pair<get_hold>>::with<hold_view>,
+  caf::replies_to<get_sku_stock>::with<sku_stock>,
+  caf::replies_to<reserve_any>::with<reservation>,
+  caf::replies_to<get_reservation>::with<reservation>,
+  caf::replies_to<release_reservation>::with<reservation>,
+  caf::replies_to<passivate_atom>::with<bool>>;
+
+using product_actor = caf::typed_actor<caf::replies_to<get_product>::with<product>,
+                                       caf::replies_to<put_product>::with<product>,
+                                       caf::replies_to<passivate_atom>::with<bool>>;
+
+using cart_actor = caf::typed_actor<caf::replies_to<create_cart>::with<cart_view>,
+                                    caf::replies_to<get_cart>::with<cart_view>,
+                                    caf::replies_to<set_cart_item>::with<cart_view>,
+                                    caf::replies_to<checkout_cart>::with<order_view>,
+                                    caf::replies_to<passivate_atom>::with<bool>,
+                                    caf::reacts_to<expire_atom>>;
+
+using order_actor = caf::typed_actor<caf::replies_to<place_order>::with<order_view>,
+                                     caf::replies_to<get_order>::with<order_view>,
+                                     caf::replies_to<get_order_events>::with<std::vector<domain_event>>,
+                                     caf::replies_to<order_action>::with<order_view>,
+                                     caf::reacts_to<resume_atom>,
+                                     caf::replies_to<passivate_atom>::with<bool>>;
+
+/// A reservation found by its id (it asks the store which SKU holds it).
+using reservation_actor = caf::typed_actor<caf::replies_to<find_reservation>::with<reservation>,
+                                           caf::replies_to<drop_reservation>::with<reservation>,
+                                           caf::replies_to<passivate_atom>::with<bool>>;
+
+/// The payment adapter (payments/): one provider call per message.
+using payment_actor = caf::typed_actor<caf::replies_to<payment_call>::with<payment_outcome>>;
+
+/// Whether PostgreSQL answers: what readiness asks (the store implements it).
+using health_actor = caf::typed_actor<caf::replies_to<ping_atom>::with<ok_atom>>;
 
 /// The PostgreSQL store (a pool of detached workers behind one handle).
 using store_actor = caf::typed_actor<

@@ -1,5 +1,7 @@
 #include "protocols/ids.hpp"
 
+#include <openssl/sha.h>
+
 #include <chrono>
 #include <cstdint>
 #include <random>
@@ -67,6 +69,21 @@ bool valid_id(std::string_view id) noexcept {
     if (!alnum(c) && c != '.' && c != '_' && c != ':' && c != '-')
       return false;
   return true;
+}
+
+std::string derived_id(std::string_view prefix, std::string_view sub, std::string_view key) {
+  std::string input{sub};
+  input += '\x1f';
+  input += key;
+  unsigned char md[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(input.data()), input.size(), md);
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out{prefix};
+  for (int i = 0; i < 12; ++i) {
+    out += hex[md[i] >> 4];
+    out += hex[md[i] & 0xF];
+  }
+  return out;
 }
 
 } // namespace emporium::protocols

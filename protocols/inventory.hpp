@@ -72,6 +72,9 @@ struct reserve_stock {
   int64_t expires_at_ms = 0;
   std::string user_id;
   std::string correlation_id; ///< the request id; events carry it
+  /// Without an id the pair makes one; without an expiry it holds for
+  /// ttl_ms from its own clock.
+  int64_t ttl_ms = 0;
   bool operator==(const reserve_stock&) const = default;
 };
 
@@ -163,6 +166,11 @@ struct reserve_any {
   std::string correlation_id; ///< the request id; events carry it
   std::string warehouse;
   bool idempotent = false;
+  /// Without an id the SKU makes one: from (user_id, idempotency_key) when a
+  /// key is given (a retry names the same reservation), else at random;
+  /// without an expiry it holds for ttl_ms from its own clock.
+  int64_t ttl_ms = 0;
+  std::string idempotency_key;
   bool operator==(const reserve_any&) const = default;
 };
 
@@ -180,6 +188,23 @@ struct release_reservation {
   std::string user_id;
   std::string correlation_id; ///< the request id; events carry it
   bool operator==(const release_reservation&) const = default;
+};
+
+/// To a reservation entity (by id): the reservation as its owner (or ops)
+/// sees it, live or final; others get forbidden.
+struct find_reservation {
+  std::string user_id;
+  bool ops = false;
+  bool operator==(const find_reservation&) const = default;
+};
+
+/// To a reservation entity: release it (owner or ops). not_found when it is
+/// no longer held, invalid_state when committed.
+struct drop_reservation {
+  std::string user_id;
+  bool ops = false;
+  std::string correlation_id;
+  bool operator==(const drop_reservation&) const = default;
 };
 
 // -- inspect ------------------------------------------------------------------
@@ -211,7 +236,7 @@ typename Inspector::result_type inspect(Inspector& f, adjust_stock& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, reserve_stock& x) {
   return f(caf::meta::type_name("reserve_stock"), x.reservation_id, x.quantity,
-           x.expires_at_ms, x.user_id, x.correlation_id);
+           x.expires_at_ms, x.user_id, x.correlation_id, x.ttl_ms);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, release_stock& x) {
@@ -255,7 +280,8 @@ typename Inspector::result_type inspect(Inspector& f, reservation& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, reserve_any& x) {
   return f(caf::meta::type_name("reserve_any"), x.reservation_id, x.quantity,
-           x.expires_at_ms, x.user_id, x.correlation_id, x.warehouse, x.idempotent);
+           x.expires_at_ms, x.user_id, x.correlation_id, x.warehouse, x.idempotent, x.ttl_ms,
+           x.idempotency_key);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, get_sku_stock&) {
@@ -269,6 +295,15 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, release_reservation& x) {
   return f(caf::meta::type_name("release_reservation"), x.reservation_id,
            x.user_id, x.correlation_id);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, find_reservation& x) {
+  return f(caf::meta::type_name("find_reservation"), x.user_id, x.ops);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, drop_reservation& x) {
+  return f(caf::meta::type_name("drop_reservation"), x.user_id, x.ops, x.correlation_id);
 }
 
 } // namespace emporium::protocols

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "protocols/commerce.hpp"
+#include "protocols/entity.hpp"
 #include "protocols/inventory.hpp"
 #include "protocols/orders.hpp"
 #include "protocols/store.hpp"
@@ -62,6 +63,19 @@ CAF_ADD_TYPE_ID(emporium, (emporium::protocols::payment_outcome))
 CAF_ADD_TYPE_ID(emporium, (emporium::protocols::find_unsettled))
 CAF_ADD_TYPE_ID(emporium, (emporium::protocols::entity_ids))
 CAF_ADD_TYPE_ID(emporium, (emporium::protocols::load_events))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::entity_kind))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::entity_key))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::find_reservation))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::drop_reservation))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::at_pair<emporium::protocols::push_stock_level>))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::at_pair<emporium::protocols::adjust_stock>))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::at_pair<emporium::protocols::reserve_stock>))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::at_pair<emporium::protocols::release_stock>))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::at_pair<emporium::protocols::commit_stock>))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::at_pair<emporium::protocols::fulfil_stock>))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::at_pair<emporium::protocols::extend_hold>))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::at_pair<emporium::protocols::get_stock_level>))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::at_pair<emporium::protocols::get_hold>))
 CAF_ADD_TYPE_ID(emporium, (std::vector<emporium::protocols::order_line>))
 CAF_ADD_TYPE_ID(emporium, (std::vector<emporium::protocols::order_allocation>))
 CAF_ADD_TYPE_ID(emporium, (std::vector<emporium::protocols::cart_line>))
@@ -71,7 +85,6 @@ CAF_ADD_TYPE_ID(emporium, (std::vector<emporium::protocols::allocation>))
 CAF_ADD_TYPE_ID(emporium, (std::vector<emporium::protocols::domain_event>))
 CAF_ADD_TYPE_ID(emporium, (std::vector<emporium::protocols::pair_snapshot>))
 
-CAF_ADD_ATOM(emporium, emporium::protocols, pair_atom, "pair")
 CAF_ADD_ATOM(emporium, emporium::protocols, route_atom, "route")
 CAF_ADD_ATOM(emporium, emporium::protocols, expire_atom, "expire")
 CAF_ADD_ATOM(emporium, emporium::protocols, passivate_atom, "passivate")

@@ -32,15 +32,14 @@ struct order_system {
   store_actor store = persistence::spawn_pg_store(sys, {dsn, 2, std::chrono::milliseconds{5000}});
   std::shared_ptr<test::payment_control> pay = std::make_shared<test::payment_control>();
   caf::actor payments = sys.spawn(test::payment_double, pay);
-  caf::actor directory = test::spawn_directory(sys, [this](const std::string& key) {
-    auto id = key.substr(key.find(':') + 1);
-    if (key.rfind("sku:", 0) == 0)
-      return actors::spawn_sku(sys, id, store, {});
+  caf::actor directory = test::spawn_directory(sys, [this](const entity_key& key) {
+    if (key.kind == entity_kind::sku)
+      return actors::spawn_sku(sys, key.id, store, {});
     actors::order_config oc;
-    oc.resolve = [this](std::string_view) { return directory; };
+    oc.resolve = [this](const entity_key&) { return directory; };
     oc.payments = payments;
     oc.payment_retry = 50ms;
-    return actors::spawn_order(sys, id, store, oc);
+    return actors::spawn_order(sys, key.id, store, oc);
   });
 
   ~order_system() {
@@ -50,7 +49,7 @@ struct order_system {
   }
 
   template <class T>
-  caf::expected<T> ask(const std::string& key, caf::message msg) {
+  caf::expected<T> ask(const entity_key& key, caf::message msg) {
     caf::expected<T> out{caf::make_error(errc::internal)};
     self->request(directory, 10s, route_atom_v, key, std::move(msg))
       .receive([&](T& x) { out = std::move(x); }, [&](caf::error& e) { out = std::move(e); });
@@ -61,7 +60,7 @@ struct order_system {
   order_view wait_for(const std::string& id, const std::string& status) {
     order_view v;
     for (int i = 0; i < 500; ++i) {
-      auto r = ask<order_view>("order:" + id, caf::make_message(get_order{{"ops-1", "ops"}}));
+      auto r = ask<order_view>(order_key(id), caf::make_message(get_order{{"ops-1", "ops"}}));
       REQUIRE(r);
       v = *r;
       if (v.status == status)
@@ -75,7 +74,7 @@ struct order_system {
   /// Stops the order's actor and makes the directory forget it: the next
   /// message recovers it from PostgreSQL.
   void forget(const std::string& id) {
-    self->send(directory, "order:" + id);
+    self->send(directory, order_key(id));
   }
 
   entity_ids unsettled() {
@@ -90,22 +89,21 @@ struct order_system {
 
 TEST_CASE("a live order and its replay from PostgreSQL have identical state") {
   order_system s;
-  REQUIRE(s.ask<stock_result>("sku:S1", caf::make_message(pair_atom_v, std::string{"w1"},
-                                                         caf::make_message(push_stock_level{5, 1}))));
+  REQUIRE(s.ask<stock_result>(sku_key("S1"), caf::make_message(at_pair<push_stock_level>{"w1", {5, 1}})));
   auto placed = s.ask<order_view>(
-    "order:o1", caf::make_message(place_order{"crt_1", "alice", {{"S1", 2, 1500}}, "EUR", "card",
+    order_key("o1"), caf::make_message(place_order{"crt_1", "alice", {{"S1", 2, 1500}}, "EUR", "card",
                                               "tok", R"({"country":"DE","city":"Köln"})", "req"}));
   REQUIRE(placed);
   auto live = s.wait_for("o1", "paid");
-  auto cancelled = s.ask<order_view>("order:o1", caf::make_message(order_action{"cancel", {"alice", "customer"}}));
+  auto cancelled = s.ask<order_view>(order_key("o1"), caf::make_message(order_action{"cancel", {"alice", "customer"}}));
   REQUIRE(cancelled);
   live = *cancelled;
   CHECK(live.payment_status == "refunded");
   s.forget("o1");
-  auto replayed = s.ask<order_view>("order:o1", caf::make_message(get_order{{"alice", "customer"}}));
+  auto replayed = s.ask<order_view>(order_key("o1"), caf::make_message(get_order{{"alice", "customer"}}));
   REQUIRE(replayed);
   CHECK(*replayed == live);
-  auto events = s.ask<std::vector<domain_event>>("order:o1",
+  auto events = s.ask<std::vector<domain_event>>(order_key("o1"),
                                                  caf::make_message(get_order_events{{"alice", "customer"}}));
   REQUIRE(events);
   CHECK(static_cast<int64_t>(events->size()) == live.version);
@@ -153,15 +151,14 @@ TEST_CASE("two appends to one order stream built on the same version: exactly on
 
 TEST_CASE("an order waiting for a provider is unsettled until its saga ends") {
   order_system s;
-  REQUIRE(s.ask<stock_result>("sku:S1", caf::make_message(pair_atom_v, std::string{"w1"},
-                                                         caf::make_message(push_stock_level{5, 1}))));
+  REQUIRE(s.ask<stock_result>(sku_key("S1"), caf::make_message(at_pair<push_stock_level>{"w1", {5, 1}})));
   s.pay->mode = "down";
-  REQUIRE(s.ask<order_view>("order:o1", caf::make_message(place_order{"crt_1", "alice", {{"S1", 1, 100}},
+  REQUIRE(s.ask<order_view>(order_key("o1"), caf::make_message(place_order{"crt_1", "alice", {{"S1", 1, 100}},
                                                                        "EUR", "card", "tok", "{}", "r"})));
   s.wait_for("o1", "pending");
   auto waiting = s.unsettled();
   CHECK(waiting.ids == std::vector<std::string>{"o1"});
-  auto cancelled = s.ask<order_view>("order:o1", caf::make_message(order_action{"cancel", {"ops-1", "ops"}}));
+  auto cancelled = s.ask<order_view>(order_key("o1"), caf::make_message(order_action{"cancel", {"ops-1", "ops"}}));
   REQUIRE(cancelled);
   CHECK(cancelled->status == "cancelled");
   CHECK(s.unsettled().ids.empty());

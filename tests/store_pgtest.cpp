@@ -55,9 +55,9 @@ struct system_fixture {
     return out;
   }
 
-  template <class T>
-  caf::expected<T> on_pair(const caf::actor& sku, const std::string& wh, caf::message cmd) {
-    return ask<T>(sku, caf::make_message(pair_atom_v, wh, std::move(cmd)));
+  template <class T, class Cmd>
+  caf::expected<T> on_pair(const caf::actor& sku, const std::string& wh, Cmd cmd) {
+    return ask<T>(sku, at_pair<Cmd>{wh, std::move(cmd)});
   }
 
   void stop(const caf::actor& a) {
@@ -140,11 +140,11 @@ TEST_CASE_FIXTURE(system_fixture, "a duplicate event version rolls the whole bat
 
 TEST_CASE_FIXTURE(system_fixture, "a restarted SKU actor recovers levels, holds and expiries exactly") {
   auto sku = actors::spawn_sku(sys, "S1", store, {});
-  REQUIRE(on_pair<stock_result>(sku, "w1", caf::make_message(push_stock_level{10, 1, true, 2, "u"})));
-  REQUIRE(on_pair<stock_result>(sku, "w2", caf::make_message(push_stock_level{5, 1, false, 0, "u"})));
-  REQUIRE(on_pair<stock_result>(sku, "w1", caf::make_message(reserve_stock{"a", 3, now_ms() + 600000, "u"})));
-  REQUIRE(on_pair<stock_result>(sku, "w1", caf::make_message(reserve_stock{"b", 2, now_ms() + 600000, "u"})));
-  REQUIRE(on_pair<stock_result>(sku, "w1", caf::make_message(commit_stock{"b", "u"})));
+  REQUIRE(on_pair<stock_result>(sku, "w1", push_stock_level{10, 1, true, 2, "u"}));
+  REQUIRE(on_pair<stock_result>(sku, "w2", push_stock_level{5, 1, false, 0, "u"}));
+  REQUIRE(on_pair<stock_result>(sku, "w1", reserve_stock{"a", 3, now_ms() + 600000, "u"}));
+  REQUIRE(on_pair<stock_result>(sku, "w1", reserve_stock{"b", 2, now_ms() + 600000, "u"}));
+  REQUIRE(on_pair<stock_result>(sku, "w1", commit_stock{"b", "u"}));
   REQUIRE(ask<reservation>(sku, reserve_any{"c", 6, now_ms() + 600000, "u"}));
   auto before = ask<sku_stock>(sku, get_sku_stock{});
   REQUIRE(before);
@@ -154,7 +154,7 @@ TEST_CASE_FIXTURE(system_fixture, "a restarted SKU actor recovers levels, holds 
   auto after = ask<sku_stock>(again, get_sku_stock{});
   REQUIRE(after);
   CHECK(*after == *before);
-  auto b = on_pair<hold_view>(again, "w1", caf::make_message(get_hold{"b"}));
+  auto b = on_pair<hold_view>(again, "w1", get_hold{"b"});
   REQUIRE(b);
   CHECK(b->status == "committed");
   auto c = ask<reservation>(again, get_reservation{"c"});
@@ -175,8 +175,8 @@ TEST_CASE_FIXTURE(system_fixture, "a restarted SKU actor recovers levels, holds 
   }
   auto third = actors::spawn_sku(sys, "S1", store, {});
   // A push answers only after the expiry batch written before it is durable.
-  REQUIRE(on_pair<stock_result>(third, "w1", caf::make_message(push_stock_level{10, 2, false, 0, "u"})));
-  auto w1 = on_pair<stock_level>(third, "w1", caf::make_message(get_stock_level{}));
+  REQUIRE(on_pair<stock_result>(third, "w1", push_stock_level{10, 2, false, 0, "u"}));
+  auto w1 = on_pair<stock_level>(third, "w1", get_stock_level{});
   REQUIRE(w1);
   CHECK(w1->reserved == before->warehouses[0].reserved - 3);
   CHECK(scalar(dsn, "SELECT status FROM stock_holds WHERE reservation_id = 'a'") == "expired");

@@ -196,20 +196,20 @@ inline void complete_write(deterministic& d, const protocols::store_actor& store
 /// Stands in for the router: (route_atom, key, msg) goes to the entity of
 /// `key`, spawned on first use by `spawn(key)`.
 inline caf::actor spawn_directory(caf::actor_system& sys,
-                                  std::function<caf::actor(const std::string&)> spawn) {
+                                  std::function<caf::actor(const protocols::entity_key&)> spawn) {
   auto fn = [spawn](caf::event_based_actor* self) -> caf::behavior {
     auto entities = std::make_shared<std::map<std::string, caf::actor>>();
     return {
-      [=](protocols::route_atom, const std::string& key, caf::message& msg) {
-        auto& a = (*entities)[key];
+      [=](protocols::route_atom, const protocols::entity_key& key, caf::message& msg) {
+        auto& a = (*entities)[key.str()];
         if (!a) {
           a = spawn(key);
           self->link_to(a); // they stop with the directory
         }
         self->delegate(a, std::move(msg));
       },
-      [=](const std::string& key) { // a crash: the entity dies, the next use recovers it
-        if (auto i = entities->find(key); i != entities->end()) {
+      [=](const protocols::entity_key& key) { // a crash: the entity dies, the next use recovers it
+        if (auto i = entities->find(key.str()); i != entities->end()) {
           self->unlink_from(i->second);
           self->send_exit(i->second, caf::exit_reason::kill);
           entities->erase(i);
