@@ -1,7 +1,7 @@
 #pragma once
 
 #include "protocols/actors.hpp"
-#include "protocols/live_feed.hpp"
+#include "cluster/live_feed.hpp"
 
 #include <caf/fwd.hpp>
 
@@ -24,7 +24,7 @@ struct order_config {
   std::chrono::milliseconds payment_retry{5000};
   std::chrono::milliseconds payment_retry_max{60000};
   /// Where each durable change is reported to WebSocket subscribers (optional).
-  std::shared_ptr<protocols::live_feed> feed;
+  std::shared_ptr<cluster::live_feed> feed;
 };
 
 /// An order's state: the fold of its events plus what the saga needs.

@@ -1,8 +1,8 @@
 #pragma once
 
 #include "protocols/actors.hpp"
-#include "protocols/live_feed.hpp"
-#include "protocols/stock_view.hpp"
+#include "cluster/live_feed.hpp"
+#include "cluster/stock_view.hpp"
 
 #include <caf/actor_clock.hpp>
 #include <caf/fwd.hpp>
@@ -16,9 +16,9 @@ namespace emporium::actors {
 struct stock_config {
   std::string node = "local"; ///< written into event metadata
   /// Where the pair publishes its durable level for reads (none in most unit tests).
-  std::shared_ptr<protocols::stock_view> view;
+  std::shared_ptr<cluster::stock_view> view;
   /// Where the pair reports each durable level to WebSocket subscribers (optional).
-  std::shared_ptr<protocols::live_feed> feed;
+  std::shared_ptr<cluster::live_feed> feed;
 };
 
 /// One SKU x warehouse pair, started from its durable snapshot.

@@ -6,6 +6,7 @@
 
 using namespace emporium;
 using namespace emporium::protocols;
+using namespace emporium::cluster;
 using namespace std::chrono_literals;
 
 namespace {

@@ -121,8 +121,8 @@ caf::expected<std::unique_ptr<node>> node::start(const node_config& c) {
   auto store = p->store;
   actors::stock_config stock_cfg;
   stock_cfg.node = c.node_id;
-  stock_cfg.view = std::make_shared<protocols::stock_view>();
-  stock_cfg.feed = std::make_shared<protocols::live_feed>();
+  stock_cfg.view = std::make_shared<cluster::stock_view>();
+  stock_cfg.feed = std::make_shared<cluster::live_feed>();
   // Entities reach each other through the router they are spawned by.
   auto* router_slot = &p->router;
   protocols::entity_resolver resolve = [router_slot](const protocols::entity_key& key) {

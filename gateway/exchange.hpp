@@ -18,7 +18,7 @@
 #include <string>
 #include <string_view>
 
-namespace emporium::protocols {
+namespace emporium::cluster {
 class stock_view;
 }
 
@@ -78,7 +78,7 @@ public:
   /// What answers readiness (ping -> ok when PostgreSQL answers).
   virtual caf::actor health() = 0;
   /// Durable levels of this node's live pairs (null: always ask).
-  virtual const protocols::stock_view* stock_view() const = 0;
+  virtual const cluster::stock_view* stock_view() const = 0;
 
   /// Asks `target`; `done(exchange&, caf::expected<T>)` runs on the
   /// connection's strand, unless the request's deadline answered 503 first.

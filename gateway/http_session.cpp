@@ -94,7 +94,7 @@ public:
   const gateway_config& config() const override { return srv_->cfg; }
   caf::actor resolve(const protocols::entity_key& key) override { return srv_->deps.resolve(key); }
   caf::actor health() override { return caf::actor_cast<caf::actor>(srv_->deps.health); }
-  const protocols::stock_view* stock_view() const override { return srv_->deps.stock_view.get(); }
+  const cluster::stock_view* stock_view() const override { return srv_->deps.stock_view.get(); }
 
   void upgrade_storefront() override {
     if (!srv_->deps.feed)

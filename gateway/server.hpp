@@ -1,8 +1,8 @@
 #pragma once
 
 #include "protocols/actors.hpp"
-#include "protocols/live_feed.hpp"
-#include "protocols/stock_view.hpp"
+#include "cluster/live_feed.hpp"
+#include "cluster/stock_view.hpp"
 
 #include <caf/expected.hpp>
 #include <caf/fwd.hpp>
@@ -42,9 +42,9 @@ struct gateway_deps {
   protocols::health_actor health;
   /// Durable levels of this node's live pairs: pair reads found here are
   /// answered on the I/O thread (null: always ask the actors).
-  std::shared_ptr<const protocols::stock_view> stock_view;
+  std::shared_ptr<const cluster::stock_view> stock_view;
   /// Live changes for the storefront WebSocket (null: /v1/ws is 404).
-  std::shared_ptr<protocols::live_feed> feed;
+  std::shared_ptr<cluster::live_feed> feed;
 };
 
 /// The Boost.Beast HTTP/1.1 front door: async, keep-alive, one strand per

@@ -2,7 +2,7 @@
 
 #include "gateway/server.hpp"
 #include "protocols/ids.hpp"
-#include "protocols/stock_view.hpp"
+#include "cluster/stock_view.hpp"
 
 #include <chrono>
 

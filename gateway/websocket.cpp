@@ -88,7 +88,7 @@ void configure(ws_stream& ws, const gateway_config& cfg, size_t frame_limit) {
 /// One storefront connection. Reads run on its strand; topic frames arrive
 /// from the live feed on any thread and are kept latest-per-key: at most one
 /// frame per subscription waits, however slowly the client reads.
-class storefront : public live_feed::subscriber,
+class storefront : public cluster::live_feed::subscriber,
                    public std::enable_shared_from_this<storefront> {
 public:
   storefront(tcp::socket&& s, std::shared_ptr<server::impl> srv, caf::actor bridge,

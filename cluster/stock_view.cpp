@@ -1,6 +1,8 @@
-#include "protocols/stock_view.hpp"
+#include "cluster/stock_view.hpp"
 
-namespace emporium::protocols {
+namespace emporium::cluster {
+
+using namespace protocols;
 
 std::string_view stock_view::key(std::string_view warehouse, std::string_view sku) {
   thread_local std::string buf;
@@ -50,4 +52,4 @@ size_t stock_view::size() const {
   return n;
 }
 
-} // namespace emporium::protocols
+} // namespace emporium::cluster

@@ -1,8 +1,9 @@
-#include "protocols/live_feed.hpp"
+#include "cluster/live_feed.hpp"
 
 #include <doctest/doctest.h>
 
 using namespace emporium::protocols;
+using namespace emporium::cluster;
 
 namespace {
 

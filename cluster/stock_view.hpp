@@ -10,7 +10,9 @@
 #include <string_view>
 #include <unordered_map>
 
-namespace emporium::protocols {
+namespace emporium::cluster {
+
+using protocols::stock_level;
 
 /// The read model of this node's live stock pairs: each stock actor publishes
 /// its *durable* level here whenever it changes (before it answers the
@@ -62,4 +64,4 @@ private:
   mutable std::array<shard, shard_count> shards_;
 };
 
-} // namespace emporium::protocols
+} // namespace emporium::cluster

@@ -1,8 +1,10 @@
-#include "protocols/live_feed.hpp"
+#include "cluster/live_feed.hpp"
 
 #include "protocols/envelope.hpp"
 
-namespace emporium::protocols {
+namespace emporium::cluster {
+
+using namespace protocols;
 
 live_feed::shard& live_feed::shard_of(table& t, std::string_view id) {
   return t[std::hash<std::string_view>{}(id) % shard_count];
@@ -194,4 +196,4 @@ size_t live_feed::watched() const {
   return n;
 }
 
-} // namespace emporium::protocols
+} // namespace emporium::cluster

@@ -14,7 +14,11 @@
 #include <utility>
 #include <vector>
 
-namespace emporium::protocols {
+namespace emporium::cluster {
+
+using protocols::order_view;
+using protocols::sku_stock;
+using protocols::stock_level;
 
 /// Where durable changes meet this node's WebSocket subscribers.
 ///
@@ -105,4 +109,4 @@ private:
   table orders_;
 };
 
-} // namespace emporium::protocols
+} // namespace emporium::cluster
