@@ -60,25 +60,28 @@ void recompute(cart_view& c) {
     c.currency.clear();
 }
 
-cart_view from_record(const std::string& id, const entity_record& r, const cart_config& cfg) {
+/// The cart in its stored row, or unreadable_state().
+caf::expected<cart_view> from_record(const std::string& id, const entity_record& r,
+                                     const cart_config& cfg) {
   cart_view c;
   c.cart_id = id;
   c.version = r.version;
   if (r.version == 0)
     return c;
+  auto o = stored_object(r.state_json);
+  if (!o)
+    return unreadable_state();
   c.owner = r.owner;
   c.status = r.status;
   c.updated_at_ms = r.updated_at_ms;
   c.expires_at_ms = r.updated_at_ms + ttl_ms(cfg);
-  auto o = json::parse(r.state_json).as_object();
-  c.currency = json::value_to<std::string>(o.at("currency"));
-  if (auto* order = o.if_contains("order_id"); order && order->is_string())
-    c.order_id = std::string{order->as_string()};
-  for (auto& v : o.at("items").as_array()) {
-    auto& l = v.as_object();
-    c.items.push_back(cart_line{json::value_to<std::string>(l.at("sku")),
-                                l.at("quantity").to_number<int64_t>(),
-                                l.at("unit_price_minor").to_number<int64_t>()});
+  c.currency = text(*o, "currency");
+  c.order_id = text(*o, "order_id");
+  for (auto& v : list(*o, "items")) {
+    if (!v.is_object())
+      return unreadable_state();
+    auto& l = v.get_object();
+    c.items.push_back(cart_line{text(l, "sku"), number(l, "quantity"), number(l, "unit_price_minor")});
   }
   recompute(c);
   return c;
@@ -256,7 +259,12 @@ caf::behavior cart_behavior(self_ptr self, std::string id, store_actor store, ca
   self->request(st.store, lookup_timeout, load_entity{"cart", id})
     .await(
       [self](entity_record& r) {
-        self->state.cart = from_record(self->state.cart.cart_id, r, self->state.cfg);
+        auto c = from_record(self->state.cart.cart_id, r, self->state.cfg);
+        if (!c) {
+          log()->error("event=cart_state_unreadable cart_id={}", self->state.cart.cart_id);
+          return self->quit(c.error());
+        }
+        self->state.cart = std::move(*c);
         expire_if_due(self); // expired while no actor ran
         arm_expiry(self);
       },

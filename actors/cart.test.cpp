@@ -211,3 +211,21 @@ TEST_CASE_FIXTURE(cart_fixture, "an unknown cart answers not_found and asks its 
   CHECK(to_errc(again.error()) == errc::not_found); // still serving
   CHECK(self->mailbox().empty());                  // and asked only once
 }
+
+TEST_CASE_FIXTURE(cart_fixture, "a cart whose stored row cannot be read answers unavailable instead of throwing") {
+  ctl->entities["cart/crt_bad"] = entity_record{"cart", "crt_bad", 2, "alice", "open", "{\"items\":[1]}", 0};
+  auto cart = spawn("crt_bad");
+  self->monitor(cart);
+  auto r = durable(cart, get_cart{"alice", false});
+  REQUIRE_FALSE(r);
+  CHECK(to_errc(r.error()) == errc::unavailable);
+  // It stopped with our error, not with an exception caught by CAF.
+  caf::error reason;
+  self->receive([&](caf::down_msg& dm) { reason = dm.reason; });
+  CHECK(reason.category() == caf::atom("emporium"));
+  ctl->entities["cart/crt_worse"] = entity_record{"cart", "crt_worse", 2, "alice", "open", "not json", 0};
+  auto worse = spawn("crt_worse");
+  auto w = durable(worse, get_cart{"alice", false});
+  REQUIRE_FALSE(w);
+  CHECK(to_errc(w.error()) == errc::unavailable);
+}

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "protocols/errc.hpp"
 #include "protocols/ids.hpp"
 #include "protocols/type_ids.hpp"
 #include "protocols/store.hpp"
@@ -7,10 +8,13 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/typed_response_promise.hpp>
 
+#include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
 #include <chrono>
+#include <optional>
 #include <string>
 
 namespace emporium::actors {
@@ -18,6 +22,42 @@ namespace emporium::actors {
 /// How long an entity waits for a read (its recovery, another entity's answer).
 /// Writes wait without a limit: the store's statement_timeout bounds them.
 constexpr auto lookup_timeout = std::chrono::seconds{10};
+
+// -- reading stored JSON (entity rows, event data) without throwing ------------------
+
+/// The object in `text`, or nullopt when it is not a JSON object.
+inline std::optional<boost::json::object> stored_object(std::string_view text) {
+  boost::json::error_code ec;
+  auto v = boost::json::parse(text.empty() ? std::string_view{"{}"} : text, ec);
+  if (ec || !v.is_object())
+    return std::nullopt;
+  return std::move(v.as_object());
+}
+
+/// A string field, "" when absent or not a string.
+inline std::string text(const boost::json::object& o, const char* key) {
+  auto* v = o.if_contains(key);
+  return v != nullptr && v->is_string() ? std::string{v->as_string()} : std::string{};
+}
+
+/// An integer field, 0 when absent or not an int64.
+inline int64_t number(const boost::json::object& o, const char* key) {
+  auto* v = o.if_contains(key);
+  return v != nullptr && v->is_int64() ? v->as_int64() : 0;
+}
+
+/// An array field, empty when absent or not an array.
+inline const boost::json::array& list(const boost::json::object& o, const char* key) {
+  static const boost::json::array empty;
+  auto* v = o.if_contains(key);
+  return v != nullptr && v->is_array() ? v->as_array() : empty;
+}
+
+/// The error of an entity whose stored row cannot be read: logged by the
+/// caller as an error (a human must act), answered as unavailable.
+inline caf::error unreadable_state() {
+  return caf::make_error(errc::unavailable, std::string{"stored state is unreadable"});
+}
 
 /// What an event is about and who caused it: the parts of the envelope that
 /// every event of one command shares.

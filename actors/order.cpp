@@ -24,22 +24,6 @@ namespace json = boost::json;
 
 namespace {
 
-std::string text(const json::object& o, const char* key) {
-  auto* v = o.if_contains(key);
-  return v != nullptr && v->is_string() ? std::string{v->as_string()} : std::string{};
-}
-
-int64_t number(const json::object& o, const char* key) {
-  auto* v = o.if_contains(key);
-  return v != nullptr && v->is_int64() ? v->as_int64() : 0;
-}
-
-const json::array& list(const json::object& o, const char* key) {
-  static const json::array empty;
-  auto* v = o.if_contains(key);
-  return v != nullptr && v->is_array() ? v->as_array() : empty;
-}
-
 /// The saga's next move. `wait`: a queued payment's retry time has not come.
 enum class step {
   none,
@@ -88,9 +72,7 @@ step next_step(const order_data& d, int64_t now_ms, int64_t max_wait_ms) {
 } // namespace
 
 void apply(order_data& d, const domain_event& e) {
-  json::error_code ec;
-  auto parsed = json::parse(e.data_json, ec);
-  json::object data = !ec && parsed.is_object() ? std::move(parsed.as_object()) : json::object{};
+  auto data = stored_object(e.data_json).value_or(json::object{});
   auto& v = d.view;
   v.version = e.event_version;
   v.updated_at_ms = e.event_time_ms;
@@ -104,7 +86,9 @@ void apply(order_data& d, const domain_event& e) {
     v.payment_method = text(data, "payment_method");
     v.items.clear();
     for (auto& l : list(data, "items")) {
-      auto& o = l.as_object();
+      if (!l.is_object())
+        continue;
+      auto& o = l.get_object();
       v.items.push_back({text(o, "sku"), number(o, "quantity"), number(o, "unit_price_minor")});
     }
     if (auto* s = data.if_contains("shipping"))
@@ -115,7 +99,9 @@ void apply(order_data& d, const domain_event& e) {
   } else if (t == "stock_reserved") {
     v.allocations.clear();
     for (auto& a : list(data, "allocations")) {
-      auto& o = a.as_object();
+      if (!a.is_object())
+        continue;
+      auto& o = a.get_object();
       v.allocations.push_back({text(o, "sku"), text(o, "reservation_id"), text(o, "warehouse"),
                                number(o, "quantity")});
     }
@@ -182,10 +168,8 @@ order_data replay(const std::string& order_id, const std::vector<domain_event>& 
   d.view.order_id = order_id;
   for (auto& e : events)
     apply(d, e);
-  json::error_code ec;
-  auto state = json::parse(row.state_json.empty() ? "{}" : row.state_json, ec);
-  if (!ec && state.is_object())
-    d.payment_token = text(state.as_object(), "payment_token");
+  if (auto state = stored_object(row.state_json))
+    d.payment_token = text(*state, "payment_token");
   return d;
 }
 

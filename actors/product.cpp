@@ -41,17 +41,20 @@ json::object product_json(const product& p) {
           {"category", p.category}};
 }
 
-product from_record(const std::string& sku, const entity_record& r) {
+/// The product in its stored row, or unreadable_state().
+caf::expected<product> from_record(const std::string& sku, const entity_record& r) {
   product p;
   p.sku = sku;
   p.version = r.version;
   if (r.version == 0)
     return p;
-  auto o = json::parse(r.state_json).as_object();
-  p.name = json::value_to<std::string>(o.at("name"));
-  p.price_minor = o.at("price_minor").to_number<int64_t>();
-  p.currency = json::value_to<std::string>(o.at("currency"));
-  p.category = json::value_to<std::string>(o.at("category"));
+  auto o = stored_object(r.state_json);
+  if (!o)
+    return unreadable_state();
+  p.name = text(*o, "name");
+  p.price_minor = number(*o, "price_minor");
+  p.currency = text(*o, "currency");
+  p.category = text(*o, "category");
   return p;
 }
 
@@ -65,7 +68,15 @@ caf::behavior product_behavior(self_ptr self, std::string sku, store_actor store
   metrics::actors("product").Increment();
   self->attach_functor([] { metrics::actors("product").Decrement(); });
   self->request(st.store, lookup_timeout, load_entity{"product", sku})
-    .await([self](entity_record& r) { self->state.value = from_record(self->state.value.sku, r); },
+    .await(
+           [self](entity_record& r) {
+             auto p = from_record(self->state.value.sku, r);
+             if (!p) {
+               log()->error("event=product_state_unreadable sku={}", self->state.value.sku);
+               return self->quit(p.error());
+             }
+             self->state.value = std::move(*p);
+           },
            [self](caf::error& err) {
              log()->warn("event=product_recovery_failed sku={} error={}", self->state.value.sku,
                          to_string(to_errc(err)));
