@@ -1,6 +1,6 @@
-// Shared by the gateway's two Beast translation units (server.cpp: HTTP;
-// websocket.cpp: the WebSockets): the server's internals and the bridge to
-// the actors. Not part of the folder's interface.
+// Shared by the gateway's Beast translation units (listener, http_session,
+// storefront_ws, warehouse_ws): the server's internals and the bridge to the
+// actors. Not part of the folder's interface.
 #pragma once
 
 #include "gateway/server.hpp"
