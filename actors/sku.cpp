@@ -229,8 +229,11 @@ void reserve_once(self_ptr self, reserve_any cmd, reserve_done done_) {
         holds.push_back(std::move(*h));
     if (!holds.empty())
       return answer_existing(to_reservation(self->state.sku, holds));
-    // Not live: released or expired rows stay in PostgreSQL, and a retry
-    // must not turn them back into a hold.
+    // A client's key (the saga names its own ids and reserves once per
+    // order): released or expired rows stay in PostgreSQL, and a retry must
+    // not turn them back into a hold. One indexed read, only on this path.
+    if (cmd.idempotency_key.empty())
+      return reserve_across(self, std::move(cmd), std::move(done));
     self->request(self->state.store, ask_timeout, locate_reservation{cmd.reservation_id})
       .then(
         [self, cmd, done, answer_existing](reservation_rows& rows) mutable {

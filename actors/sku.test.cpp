@@ -1,5 +1,6 @@
 #include "actors/sku.hpp"
 
+#include "protocols/ids.hpp"
 #include "tests/support/deterministic.hpp"
 
 #include <doctest/doctest.h>
@@ -107,29 +108,50 @@ TEST_CASE_FIXTURE(sku_fixture, "a reservation that is not possible as a whole ho
 }
 
 TEST_CASE_FIXTURE(sku_fixture, "an Idempotency-Key retry after a release answers the released reservation and holds nothing") {
-  auto first = send_request(sku, any("rsv_k1", 2, true));
+  auto keyed = [this](int64_t qty) {
+    auto cmd = any("", qty, true);
+    cmd.idempotency_key = "k1";
+    return cmd;
+  };
+  auto first = send_request(sku, keyed(2));
   run();
   complete_all_writes();
   auto r = receive<reservation>(first);
   REQUIRE(r);
+  auto id = r->reservation_id;
+  CHECK(id == derived_id("rsv_", "alice", "k1")); // the SKU makes the id from the key
   auto wh = r->allocations.at(0).warehouse;
-  auto released = send_request(sku, release_reservation{"rsv_k1", "alice", "req"});
+  auto released = send_request(sku, release_reservation{id, "alice", "req"});
   run();
   complete_all_writes();
   REQUIRE(receive<reservation>(released));
   CHECK(reserved() == 0);
   // What PostgreSQL now has for it.
-  ctl->reservations["rsv_k1"] = reservation_rows{"S1", {{"rsv_k1", wh, 2, r->expires_at_ms, "released", "alice"}}};
+  ctl->reservations[id] = reservation_rows{"S1", {{id, wh, 2, r->expires_at_ms, "released", "alice"}}};
   auto batches = ctl->batches.size();
-  auto again = ask<reservation>(sku, any("rsv_k1", 2, true));
+  auto again = ask<reservation>(sku, keyed(2));
   REQUIRE(again);
   CHECK(again->status == "released");
-  CHECK(again->reservation_id == "rsv_k1");
+  CHECK(again->reservation_id == id);
   CHECK(ctl->waiting == 0);
   CHECK(ctl->batches.size() == batches); // nothing written
   CHECK(reserved() == 0);
-  auto different = ask<reservation>(sku, any("rsv_k1", 3, true));
+  auto different = ask<reservation>(sku, keyed(3));
   REQUIRE_FALSE(different);
   CHECK(to_errc(different.error()) == errc::conflict);
   CHECK(reserved() == 0);
+}
+
+TEST_CASE_FIXTURE(sku_fixture, "a reservation without id or expiry gets both from the SKU and its clock") {
+  auto cmd = any("", 1);
+  cmd.expires_at_ms = 0;
+  cmd.ttl_ms = 60000;
+  auto pending = send_request(sku, cmd);
+  run();
+  complete_all_writes();
+  auto r = receive<reservation>(pending);
+  REQUIRE(r);
+  CHECK(r->reservation_id.rfind("rsv_", 0) == 0);
+  CHECK(r->expires_at_ms >= in_a_minute() - 1000);
+  CHECK(r->expires_at_ms <= in_a_minute());
 }

@@ -6,11 +6,13 @@ namespace emporium::gateway {
 
 namespace {
 
-/// Splits the path of `target` (the query cut off) into its segments.
-std::vector<std::string_view> segments(std::string_view target) {
+/// Splits the path of `target` (the query cut off) into at most `N`
+/// segments; false if there are more.
+template <size_t N>
+bool split(std::string_view target, std::array<std::string_view, N>& out, size_t& n) {
   if (auto q = target.find('?'); q != std::string_view::npos)
     target = target.substr(0, q);
-  std::vector<std::string_view> out;
+  n = 0;
   size_t i = 0;
   while (i < target.size()) {
     if (target[i] == '/') {
@@ -20,10 +22,12 @@ std::vector<std::string_view> segments(std::string_view target) {
     auto j = target.find('/', i);
     if (j == std::string_view::npos)
       j = target.size();
-    out.push_back(target.substr(i, j - i));
+    if (n == N)
+      return false;
+    out[n++] = target.substr(i, j - i);
     i = j;
   }
-  return out;
+  return true;
 }
 
 int hex(char c) {
@@ -36,26 +40,29 @@ int hex(char c) {
   return -1;
 }
 
-/// Whether the decoded path fits `pattern`; fills the parameters.
-bool fits(std::string_view pattern, const std::vector<std::string>& path, route_match& m) {
-  auto parts = segments(pattern);
-  if (parts.size() != path.size())
+bool is_param(std::string_view part) {
+  return part.size() > 2 && part.front() == '{' && part.back() == '}';
+}
+
+/// Whether the decoded path fits the route's segments (no allocation).
+bool fits(const route& r, const std::array<std::string_view, max_path_segments>& path, size_t n) {
+  if (r.parts.size() != n)
     return false;
-  m.param_count = 0;
-  for (size_t i = 0; i < parts.size(); ++i) {
-    auto p = parts[i];
-    if (p.size() > 2 && p.front() == '{' && p.back() == '}') {
-      if (m.param_count == m.params.size())
-        return false;
-      m.params[m.param_count++] = {p.substr(1, p.size() - 2), path[i]};
-    } else if (p != path[i]) {
+  for (size_t i = 0; i < n; ++i)
+    if (!is_param(r.parts[i]) && r.parts[i] != path[i])
       return false;
-    }
-  }
   return true;
 }
 
 } // namespace
+
+route::route(method m, std::string_view p, access a, handler h)
+  : verb(m), pattern(p), rule(a), run(h) {
+  std::array<std::string_view, max_path_segments> segs;
+  size_t n = 0;
+  split(p, segs, n);
+  parts.assign(segs.begin(), segs.begin() + static_cast<std::ptrdiff_t>(n));
+}
 
 const std::string& route_match::param(std::string_view name) const {
   static const std::string none;
@@ -97,44 +104,50 @@ bool percent_decode(std::string_view in, std::string& out) {
 
 route_match match_route(const std::vector<route>& table, method m, std::string_view target) {
   route_match out;
-  std::vector<std::string> path;
-  for (auto s : segments(target)) {
-    std::string decoded;
-    if (!percent_decode(s, decoded)) {
-      out.message = "no such route";
+  out.message = "no such route";
+  std::array<std::string_view, max_path_segments> raw;
+  size_t n = 0;
+  if (!split(target, raw, n))
+    return out;
+  // Decoded segments: most have no escape and are used as they are.
+  std::array<std::string, max_path_segments> decoded;
+  std::array<std::string_view, max_path_segments> path;
+  for (size_t i = 0; i < n; ++i) {
+    if (raw[i].find('%') == std::string_view::npos) {
+      path[i] = raw[i];
+      continue;
+    }
+    if (!percent_decode(raw[i], decoded[i]))
       return out; // not a path of ours: 404
-    }
-    path.push_back(std::move(decoded));
+    path[i] = decoded[i];
   }
+  const route* first = nullptr; // the first pattern that fits the path
   for (auto& r : table) {
-    route_match m2;
-    if (!fits(r.pattern, path, m2))
+    if ((first != nullptr && r.pattern != first->pattern) || !fits(r, path, n))
       continue;
-    if (out.pattern.empty()) {
-      out.pattern = r.pattern;
-      out.params = m2.params;
-      out.param_count = m2.param_count;
+    if (first == nullptr)
+      first = &r;
+    if (r.verb == m) {
+      out.found = &r;
+      break;
     }
-    if (r.pattern != out.pattern)
-      continue; // an earlier, more specific pattern matched this path
-    if (r.verb != m) {
-      out.allow += out.allow.empty() ? "" : ", ";
-      out.allow += method_name(r.verb);
-      continue;
-    }
-    out.found = &r;
-    out.allow.clear();
-    break;
+    out.allow += out.allow.empty() ? "" : ", ";
+    out.allow += method_name(r.verb);
   }
-  if (out.pattern.empty()) {
-    out.message = "no such route";
+  if (first == nullptr)
     return out;
-  }
+  out.pattern = first->pattern;
+  for (size_t i = 0; i < n; ++i)
+    if (is_param(first->parts[i]) && out.param_count < out.params.size())
+      out.params[out.param_count++] = {first->parts[i].substr(1, first->parts[i].size() - 2),
+                                       std::string{path[i]}};
   if (out.found == nullptr) {
-    out.message = "method not allowed on this route";
     out.error = errc::method_not_allowed;
+    out.message = "method not allowed on this route";
     return out;
   }
+  out.allow.clear();
+  out.message.clear();
   for (size_t i = 0; i < out.param_count; ++i) {
     auto& [name, value] = out.params[i];
     if (protocols::valid_id(value))

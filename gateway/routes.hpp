@@ -32,13 +32,16 @@ enum class access : uint8_t {
 /// {warehouse} and {sku} answer 400 naming the field when malformed, the
 /// others ({cart_id}, {order_id}, {reservation_id}) 404 (no such thing).
 struct route {
-  route(method m, std::string_view p, access a, handler h) : verb(m), pattern(p), rule(a), run(h) {
-  }
+  route(method m, std::string_view p, access a, handler h);
   method verb;
   std::string_view pattern;
   access rule;
   handler run;
+  std::vector<std::string_view> parts; ///< the pattern's segments, split once
 };
+
+/// Most segments a path of ours has; a longer one is 404 without more work.
+constexpr size_t max_path_segments = 8;
 
 /// The contract's routes (gateway/handlers.cpp binds them to their handlers).
 const std::vector<route>& route_table();
