@@ -11,7 +11,7 @@ namespace emporium::actors {
 /// Spawns the entity actor of one SKU: it recovers the SKU's pairs from the
 /// store (requests wait meanwhile), owns one linked stock actor per
 /// warehouse, and answers (dynamically typed):
-/// - (pair_atom, warehouse, message): the message is delegated to that pair;
+/// - at_pair<Cmd>{warehouse, cmd}: cmd is delegated to the pair of warehouse;
 ///   push and adjust create a pair that does not exist yet;
 /// - get_sku_stock -> sku_stock (404 when the SKU has no pair);
 /// - reserve_any -> reservation: all or nothing across warehouses, largest

@@ -88,14 +88,9 @@ std::variant<body_reader, field_error> body_reader::read(json::value v,
 }
 
 std::optional<int64_t> body_reader::integer(const char* name, bool required, int64_t lo, int64_t hi) {
-  if (error)
+  auto* v = field(name, required);
+  if (v == nullptr)
     return std::nullopt;
-  auto* v = obj_.if_contains(name);
-  if (v == nullptr) {
-    if (required)
-      fail(name, "is required");
-    return std::nullopt;
-  }
   if (v->is_uint64() || (v->is_double() && std::abs(v->as_double()) >= 9.2e18))
     return fail(name, "is out of range (64-bit integer)");
   if (!v->is_int64())
@@ -107,14 +102,9 @@ std::optional<int64_t> body_reader::integer(const char* name, bool required, int
 }
 
 std::optional<std::string> body_reader::string(const char* name, bool required, bool id, size_t max) {
-  if (error)
+  auto* v = field(name, required);
+  if (v == nullptr)
     return std::nullopt;
-  auto* v = obj_.if_contains(name);
-  if (v == nullptr) {
-    if (required)
-      fail(name, "is required");
-    return std::nullopt;
-  }
   if (!v->is_string())
     return fail(name, "must be a string");
   std::string s{v->as_string()};
@@ -127,14 +117,9 @@ std::optional<std::string> body_reader::string(const char* name, bool required, 
 
 std::optional<body_reader> body_reader::object(const char* name, bool required,
                                                std::initializer_list<const char*> allowed) {
-  if (error)
+  auto* v = field(name, required);
+  if (v == nullptr)
     return std::nullopt;
-  auto* v = obj_.if_contains(name);
-  if (v == nullptr) {
-    if (required)
-      fail(name, "is required");
-    return std::nullopt;
-  }
   if (!v->is_object())
     return fail(name, "must be an object");
   for (auto& kv : v->as_object())
@@ -144,6 +129,15 @@ std::optional<body_reader> body_reader::object(const char* name, bool required,
       return std::nullopt;
     }
   return body_reader{v->as_object(), prefix_ + name + "."};
+}
+
+const json::value* body_reader::field(const char* name, bool required) {
+  if (error)
+    return nullptr;
+  auto* v = obj_.if_contains(name);
+  if (v == nullptr && required)
+    fail(name, "is required");
+  return v;
 }
 
 std::nullopt_t body_reader::fail(const char* name, const char* what) {

@@ -70,6 +70,8 @@ private:
   explicit body_reader(json::object obj, std::string prefix = {})
     : obj_(std::move(obj)), prefix_(std::move(prefix)) {
   }
+  /// The field, or nullptr (after recording "is required" if it is).
+  const json::value* field(const char* name, bool required);
   std::nullopt_t fail(const char* name, const char* what);
   json::object obj_;
   std::string prefix_; ///< "payment." inside a nested object

@@ -62,7 +62,7 @@ public:
   /// Stops accepting, lets in-flight requests finish (up to `grace`), closes.
   void stop(std::chrono::milliseconds grace = std::chrono::seconds{10});
 
-  struct impl; ///< shared with the connections (server.cpp)
+  struct impl; ///< shared with the connections (internal.hpp, listener.cpp)
 
 private:
   std::shared_ptr<impl> impl_;
