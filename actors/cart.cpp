@@ -10,6 +10,7 @@
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
 
 #include <boost/json.hpp>
 
@@ -34,7 +35,7 @@ struct cart_state {
   actor_wall_clock clock;
 };
 
-using self_ptr = caf::stateful_actor<cart_state>*;
+using self_ptr = cart_actor::stateful_pointer<cart_state>;
 
 int64_t ttl_ms(const cart_config& cfg) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(cfg.ttl).count();
@@ -247,7 +248,7 @@ void checkout(self_ptr self, checkout_cart cmd, order_reply reply) {
   });
 }
 
-caf::behavior cart_behavior(self_ptr self, std::string id, store_actor store, cart_config cfg,
+cart_actor::behavior_type cart_behavior(self_ptr self, std::string id, store_actor store, cart_config cfg,
                             caf::actor home) {
   auto& st = self->state;
   st.home = std::move(home);
@@ -379,7 +380,7 @@ caf::behavior cart_behavior(self_ptr self, std::string id, store_actor store, ca
       return caf::delegated<order_view>{};
     },
     [self](expire_atom) { expire_if_due(self); },
-    [self](passivate_atom) { return agree_to_passivate(self); },
+    [self](passivate_atom) -> caf::result<bool> { return agree_to_passivate(self); },
   };
 }
 
@@ -387,8 +388,8 @@ caf::behavior cart_behavior(self_ptr self, std::string id, store_actor store, ca
 
 caf::actor spawn_cart(caf::actor_system& sys, std::string cart_id, store_actor store,
                       cart_config cfg, caf::actor home) {
-  return sys.spawn(cart_behavior, std::move(cart_id), std::move(store), std::move(cfg),
-                   std::move(home));
+  return caf::actor_cast<caf::actor>(
+    sys.spawn(cart_behavior, std::move(cart_id), std::move(store), std::move(cfg), std::move(home)));
 }
 
 } // namespace emporium::actors

@@ -205,7 +205,7 @@ TEST_CASE_FIXTURE(cart_fixture, "an unknown cart answers not_found and asks its 
   // It does not quit by itself (a create may be on its way): it asks home.
   bool asked = false;
   REQUIRE_FALSE(self->mailbox().empty());
-  self->receive([&](passivate_atom) { asked = true; });
+  self->receive([&](passivate_atom, const caf::actor_addr& who) { asked = who == cart.address(); });
   CHECK(asked);
   auto again = durable(cart, get_cart{"alice", false});
   CHECK(to_errc(again.error()) == errc::not_found); // still serving

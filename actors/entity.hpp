@@ -6,6 +6,8 @@
 #include "protocols/store.hpp"
 
 #include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+#include <caf/typed_event_based_actor.hpp>
 #include <caf/typed_response_promise.hpp>
 
 #include <boost/json/array.hpp>
@@ -80,17 +82,19 @@ inline protocols::domain_event entity_event(const protocols::entity_record& afte
 /// router hosting it) once to stop it; the router does so only when no
 /// request for it is under way. Quitting by itself would drop a request that
 /// is already on its way (a create queued behind a read of an unknown id).
-inline void leave_when_unused(caf::event_based_actor* self, const caf::actor& home, bool& asked) {
+template <class Self>
+void leave_when_unused(Self* self, const caf::actor& home, bool& asked) {
   if (!home || asked)
     return;
   asked = true;
-  self->send(home, protocols::passivate_atom_v);
+  caf::anon_send(home, protocols::passivate_atom_v, self->address());
 }
 
 /// The passivate_atom answer of an entity that awaits every write: nothing
 /// is under way when the question is handled, so it agrees and stops.
-inline caf::typed_response_promise<bool> agree_to_passivate(caf::event_based_actor* self) {
-  auto rp = self->make_response_promise<bool>();
+template <class Self>
+caf::typed_response_promise<bool> agree_to_passivate(Self* self) {
+  auto rp = self->template make_response_promise<bool>();
   rp.deliver(true);
   self->quit();
   return rp;

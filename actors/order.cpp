@@ -10,6 +10,7 @@
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
 
 #include <boost/json.hpp>
 
@@ -218,7 +219,7 @@ struct order_state {
   std::vector<view_promise> idle_waiters; ///< answered when the saga stops moving
 };
 
-using self_ptr = caf::stateful_actor<order_state>*;
+using self_ptr = order_actor::stateful_pointer<order_state>;
 
 struct new_event {
   const char* type;
@@ -654,7 +655,7 @@ void advance(self_ptr self) {
 
 // -- the actor -------------------------------------------------------------------------
 
-caf::behavior order_behavior(self_ptr self, std::string id, store_actor store, order_config cfg,
+order_actor::behavior_type order_behavior(self_ptr self, std::string id, store_actor store, order_config cfg,
                              caf::actor home) {
   auto& st = self->state;
   st.home = std::move(home);
@@ -794,8 +795,8 @@ void resume_unsettled_orders(caf::actor_system& sys, store_actor store, entity_r
 
 caf::actor spawn_order(caf::actor_system& sys, std::string order_id, store_actor store,
                        order_config cfg, caf::actor home) {
-  return sys.spawn(order_behavior, std::move(order_id), std::move(store), std::move(cfg),
-                   std::move(home));
+  return caf::actor_cast<caf::actor>(
+    sys.spawn(order_behavior, std::move(order_id), std::move(store), std::move(cfg), std::move(home)));
 }
 
 } // namespace emporium::actors

@@ -9,6 +9,7 @@
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
 
 #include <boost/json.hpp>
 
@@ -31,7 +32,7 @@ struct product_state {
   actor_wall_clock clock;
 };
 
-using self_ptr = caf::stateful_actor<product_state>*;
+using self_ptr = product_actor::stateful_pointer<product_state>;
 
 json::object product_json(const product& p) {
   return {{"sku", p.sku},
@@ -58,7 +59,7 @@ caf::expected<product> from_record(const std::string& sku, const entity_record& 
   return p;
 }
 
-caf::behavior product_behavior(self_ptr self, std::string sku, store_actor store,
+product_actor::behavior_type product_behavior(self_ptr self, std::string sku, store_actor store,
                                std::string node, caf::actor home) {
   auto& st = self->state;
   st.home = std::move(home);
@@ -117,7 +118,7 @@ caf::behavior product_behavior(self_ptr self, std::string sku, store_actor store
           });
       return rp;
     },
-    [self](passivate_atom) { return agree_to_passivate(self); },
+    [self](passivate_atom) -> caf::result<bool> { return agree_to_passivate(self); },
   };
 }
 
@@ -125,8 +126,8 @@ caf::behavior product_behavior(self_ptr self, std::string sku, store_actor store
 
 caf::actor spawn_product(caf::actor_system& sys, std::string sku, store_actor store,
                          std::string node, caf::actor home) {
-  return sys.spawn(product_behavior, std::move(sku), std::move(store), std::move(node),
-                   std::move(home));
+  return caf::actor_cast<caf::actor>(sys.spawn(product_behavior, std::move(sku), std::move(store),
+                                               std::move(node), std::move(home)));
 }
 
 } // namespace emporium::actors

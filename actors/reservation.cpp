@@ -7,6 +7,7 @@
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
 
 #include <functional>
 
@@ -26,7 +27,7 @@ struct reservation_state {
   size_t under_way = 0;
 };
 
-using self_ptr = caf::stateful_actor<reservation_state>*;
+using self_ptr = reservation_actor::stateful_pointer<reservation_state>;
 using promise = caf::typed_response_promise<reservation>;
 
 bool live(const reservation_rows& rows) {
@@ -82,7 +83,7 @@ promise locate(self_ptr self, const std::string& user, bool ops, Then then) {
   return rp;
 }
 
-caf::behavior reservation_behavior(self_ptr self, std::string id, store_actor store,
+reservation_actor::behavior_type reservation_behavior(self_ptr self, std::string id, store_actor store,
                                    entity_resolver resolve, caf::actor home) {
   auto& st = self->state;
   st.id = std::move(id);
@@ -120,8 +121,8 @@ caf::behavior reservation_behavior(self_ptr self, std::string id, store_actor st
 
 caf::actor spawn_reservation(caf::actor_system& sys, std::string reservation_id, store_actor store,
                              entity_resolver resolve, caf::actor home) {
-  return sys.spawn(reservation_behavior, std::move(reservation_id), std::move(store),
-                   std::move(resolve), std::move(home));
+  return caf::actor_cast<caf::actor>(sys.spawn(reservation_behavior, std::move(reservation_id),
+                                               std::move(store), std::move(resolve), std::move(home)));
 }
 
 } // namespace emporium::actors

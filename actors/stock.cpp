@@ -541,7 +541,7 @@ stock_actor spawn_stock(caf::actor_system& sys, pair_snapshot snapshot, store_ac
   return sys.spawn(stock_behavior, std::move(snapshot), std::move(store), std::move(cfg));
 }
 
-stock_actor spawn_linked_stock(caf::event_based_actor* parent, pair_snapshot snapshot,
+stock_actor spawn_linked_stock(caf::local_actor* parent, pair_snapshot snapshot,
                                store_actor store, stock_config cfg) {
   return parent->spawn<caf::linked>(stock_behavior, std::move(snapshot), std::move(store),
                                     std::move(cfg));

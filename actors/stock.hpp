@@ -37,7 +37,7 @@ protocols::stock_actor spawn_stock(caf::actor_system& sys, protocols::pair_snaps
                                    protocols::store_actor store, stock_config cfg = {});
 
 /// The same, linked to `parent` (the SKU actor owns its pairs).
-protocols::stock_actor spawn_linked_stock(caf::event_based_actor* parent,
+protocols::stock_actor spawn_linked_stock(caf::local_actor* parent,
                                           protocols::pair_snapshot snapshot,
                                           protocols::store_actor store, stock_config cfg);
 

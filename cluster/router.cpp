@@ -176,11 +176,11 @@ caf::behavior shard_behavior(self_ptr self, router_config cfg,
           try_passivate(self, key, e);
       self->delayed_send(self, sweep_every, sweep_atom_v);
     },
-    [self](passivate_atom) {
+    [self](passivate_atom, const caf::actor_addr& who) {
       // An entity with nothing stored asks to be stopped (it must not quit by
       // itself: a request may already be on its way to it).
       auto& st = self->state;
-      auto k = st.keys.find(caf::actor_cast<caf::actor_addr>(self->current_sender()));
+      auto k = st.keys.find(who);
       if (k == st.keys.end())
         return;
       if (auto e = st.entities.find(k->second); e != st.entities.end())

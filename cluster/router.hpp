@@ -17,7 +17,7 @@ namespace emporium::cluster {
 
 /// Spawns the entity for an id. `home` is
 /// the router actor hosting it: an entity that finds nothing stored sends it
-/// passivate_atom to be stopped once no request for it is under way.
+/// (passivate_atom, its address) to be stopped once no request for it is under way.
 using entity_factory
   = std::function<caf::actor(caf::actor_system&, const std::string& id, const caf::actor& home)>;
 

@@ -42,7 +42,8 @@ using sku_actor = caf::typed_actor<
   caf::replies_to<reserve_any>::with<reservation>,
   caf::replies_to<get_reservation>::with<reservation>,
   caf::replies_to<release_reservation>::with<reservation>,
-  caf::replies_to<passivate_atom>::with<bool>>;
+  caf::replies_to<passivate_atom>::with<bool>,
+  caf::reacts_to<resume_atom, uint64_t>>; ///< its own timer: retry a failed release
 
 using product_actor = caf::typed_actor<caf::replies_to<get_product>::with<product>,
                                        caf::replies_to<put_product>::with<product>,
