@@ -125,7 +125,6 @@ int token_command(const app::flag_list& f) {
   return 0;
 }
 
-const char* default_pg = "postgresql://postgres@127.0.0.1:55432/emporium";
 
 int fake_provider_command(const app::flag_list& f) {
   payments::fake_provider_config cfg;
@@ -162,7 +161,7 @@ int migrate_command(const app::flag_list& f) {
     return 2;
   }
   setup_logging(app::setting(f, "--log-format", "EMPORIUM_LOG_FORMAT", "text"));
-  auto applied = persistence::migrate(app::setting(f, "--pg", "EMPORIUM_PG", default_pg));
+  auto applied = persistence::migrate(app::setting(f, "--pg", "EMPORIUM_PG", app::node_config{}.pg));
   if (!applied)
     return 1;
   std::cout << "migrations applied: " << *applied << "\n";

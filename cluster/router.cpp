@@ -34,7 +34,7 @@ struct entry {
 struct shard_state {
   static inline const char* name = "entity_router";
   std::unordered_map<std::string, entry> entities; ///< by key.str()
-  std::unordered_map<caf::actor_addr, std::string> keys;
+  std::unordered_map<caf::actor_addr, entity_key> keys; ///< of the live entities
   std::map<entity_kind, entity_factory> factories;
   router_config cfg;
 };
@@ -54,20 +54,10 @@ caf::actor spawn_entity(self_ptr self, const entity_key& key) {
     return {};
   auto a = i->second(self->system(), key.id, caf::actor_cast<caf::actor>(self));
   self->monitor(a);
-  self->state.keys[a.address()] = key.str();
+  self->state.keys[a.address()] = key;
   return a;
 }
 
-/// The key back from its "kind:id" form (kinds have no ':').
-entity_key parse_key(const std::string& s) {
-  auto colon = s.find(':');
-  auto kind = s.substr(0, colon);
-  for (auto k : {entity_kind::sku, entity_kind::product, entity_kind::cart, entity_kind::order,
-                 entity_kind::reservation})
-    if (kind_name(k) == kind)
-      return {k, s.substr(colon + 1)};
-  return {};
-}
 
 void flush_buffered(entry& e) {
   for (auto& [msg, rp] : e.buffered)
@@ -125,18 +115,18 @@ caf::behavior shard_behavior(self_ptr self, router_config cfg,
       return;
     auto key = std::move(k->second);
     st.keys.erase(k);
-    auto e = st.entities.find(key);
+    auto e = st.entities.find(key.str());
     if (e == st.entities.end())
       return;
     if (dm.reason && dm.reason != caf::exit_reason::user_shutdown)
-      log()->warn("event=entity_down key={} reason={}", key, self->system().render(dm.reason));
+      log()->warn("event=entity_down key={} reason={}", key.str(), self->system().render(dm.reason));
     if (e->second.buffered.empty()) {
       st.entities.erase(e);
       return;
     }
     // Requests waited for the old instance to finish: start a fresh one,
     // which recovers from what the old one made durable.
-    e->second.actor = spawn_entity(self, parse_key(key));
+    e->second.actor = spawn_entity(self, key);
     e->second.passivating = false;
     e->second.last_used = self->clock().now();
     flush_buffered(e->second);
@@ -183,7 +173,7 @@ caf::behavior shard_behavior(self_ptr self, router_config cfg,
       auto k = st.keys.find(who);
       if (k == st.keys.end())
         return;
-      if (auto e = st.entities.find(k->second); e != st.entities.end())
+      if (auto e = st.entities.find(k->second.str()); e != st.entities.end())
         try_passivate(self, e->first, e->second);
     },
   };

@@ -4,7 +4,6 @@
 #include "protocols/ids.hpp"
 #include "cluster/stock_view.hpp"
 
-#include <chrono>
 
 namespace emporium::gateway::handlers {
 

@@ -5,8 +5,6 @@
 #include <caf/replies_to.hpp>
 #include <caf/typed_actor.hpp>
 
-#include <functional>
-#include <string_view>
 
 /// Typed actor interfaces. Entity actors (SKU groups, later carts and orders)
 /// are reached only through the router; services (store) by handle.
