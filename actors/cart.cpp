@@ -110,6 +110,7 @@ void write(self_ptr self, cart_view next, const char* type, json::object data,
   next.expires_at_ms = next.updated_at_ms + ttl_ms(st.cfg);
   entity_write w;
   w.expected_version = expected;
+  w.under = st.cfg.under;
   w.after = entity_record{"cart",      next.cart_id, next.version, next.owner, next.status,
                           json::serialize(state_json(next)), next.updated_at_ms};
   data["cart_id"] = next.cart_id;
@@ -125,7 +126,7 @@ void write(self_ptr self, cart_view next, const char* type, json::object data,
         log()->warn("event=cart_write_failed cart_id={} error={}", self->state.cart.cart_id,
                     to_string(to_errc(err)));
         done(caf::expected<cart_view>{err});
-        if (to_errc(err) == errc::conflict)
+        if (stops_entity(err))
           self->quit(err); // another writer: recover from PostgreSQL on next use
       });
 }
@@ -381,6 +382,7 @@ cart_actor::behavior_type cart_behavior(self_ptr self, std::string id, store_act
     },
     [self](expire_atom) { expire_if_due(self); },
     [self](passivate_atom) -> caf::result<bool> { return agree_to_passivate(self); },
+    [self](handoff_atom) -> caf::result<bool> { return agree_to_passivate(self); },
   };
 }
 

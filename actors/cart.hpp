@@ -14,6 +14,7 @@ struct cart_config {
   std::chrono::seconds ttl = std::chrono::hours{24 * 7}; ///< idle time before a cart expires
   int64_t line_limit = 50;                                ///< largest quantity of one line
   protocols::entity_resolver resolve; ///< reaches "product:SKU" and "order:ID"
+  protocols::fence under;             ///< the shard epoch its writes are made under
 };
 
 /// Spawns the entity actor of one cart ("cart:ID"). It recovers the cart

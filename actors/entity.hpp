@@ -90,6 +90,14 @@ void leave_when_unused(Self* self, const caf::actor& home, bool& asked) {
   caf::anon_send(home, protocols::passivate_atom_v, self->address());
 }
 
+/// Whether a failed write means another writer (a version conflict) or
+/// another owner (a fenced write): the entity stops and recovers from
+/// PostgreSQL, wherever its shard lives, on next use.
+inline bool stops_entity(const caf::error& err) {
+  auto e = to_errc(err);
+  return e == errc::conflict || e == errc::fenced;
+}
+
 /// The passivate_atom answer of an entity that awaits every write: nothing
 /// is under way when the question is handled, so it agrees and stops.
 template <class Self>

@@ -253,6 +253,7 @@ void write(self_ptr self, std::vector<new_event> evs, const event_origin& origin
   }
   entity_write w;
   w.expected_version = st.data.view.version;
+  w.under = st.cfg.under;
   w.after = entity_record{"order",           next.view.order_id, next.view.version,
                           next.view.owner,   next.view.status,   row_json(next),
                           now};
@@ -277,7 +278,7 @@ void write(self_ptr self, std::vector<new_event> evs, const event_origin& origin
         log()->warn("event=order_write_failed order_id={} error={}",
                     self->state.data.view.order_id, to_string(to_errc(err)));
         done(err);
-        if (to_errc(err) == errc::conflict)
+        if (stops_entity(err))
           self->quit(err); // another writer: recover from PostgreSQL on next use
       });
 }
@@ -770,6 +771,13 @@ order_actor::behavior_type order_behavior(self_ptr self, std::string id, store_a
     [self](passivate_atom) -> caf::result<bool> {
       auto& st = self->state;
       if (st.busy || !st.queued.empty() || !settled(st.data))
+        return false;
+      return agree_to_passivate(self);
+    },
+    [self](handoff_atom) -> caf::result<bool> {
+      // An open saga may move: whoever owns the shard next resumes it.
+      auto& st = self->state;
+      if (st.busy || !st.queued.empty())
         return false;
       return agree_to_passivate(self);
     },

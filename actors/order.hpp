@@ -13,6 +13,7 @@ namespace emporium::actors {
 
 struct order_config {
   std::string node = "local";
+  protocols::fence under; ///< the shard epoch its writes are made under
   protocols::entity_resolver resolve; ///< reaches "sku:SKU"
   caf::actor payments;                ///< the payment adapter
   std::chrono::seconds hold_ttl{900}; ///< how long checkout holds last (extended while waiting)

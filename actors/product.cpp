@@ -29,6 +29,7 @@ struct product_state {
   product value;
   store_actor store;
   std::string node;
+  fence under;
   actor_wall_clock clock;
 };
 
@@ -60,12 +61,13 @@ caf::expected<product> from_record(const std::string& sku, const entity_record& 
 }
 
 product_actor::behavior_type product_behavior(self_ptr self, std::string sku, store_actor store,
-                               std::string node, caf::actor home) {
+                               std::string node, fence under, caf::actor home) {
   auto& st = self->state;
   st.home = std::move(home);
   st.value.sku = sku;
   st.store = std::move(store);
   st.node = std::move(node);
+  st.under = under;
   metrics::actors("product").Increment();
   self->attach_functor([] { metrics::actors("product").Decrement(); });
   self->request(st.store, lookup_timeout, load_entity{"product", sku})
@@ -99,6 +101,7 @@ product_actor::behavior_type product_behavior(self_ptr self, std::string sku, st
       next.version = st.value.version + 1;
       entity_write w;
       w.expected_version = st.value.version;
+      w.under = st.under;
       w.after = entity_record{"product", next.sku,      next.version,
                               "",        "active",      json::serialize(product_json(next)),
                               st.clock.now_ms(self)};
@@ -113,21 +116,22 @@ product_actor::behavior_type product_behavior(self_ptr self, std::string sku, st
           },
           [self, rp](caf::error& err) mutable {
             rp.deliver(err);
-            if (to_errc(err) == errc::conflict)
+            if (stops_entity(err))
               self->quit(err); // another writer: recover from PostgreSQL on next use
           });
       return rp;
     },
     [self](passivate_atom) -> caf::result<bool> { return agree_to_passivate(self); },
+    [self](handoff_atom) -> caf::result<bool> { return agree_to_passivate(self); },
   };
 }
 
 } // namespace
 
 caf::actor spawn_product(caf::actor_system& sys, std::string sku, store_actor store,
-                         std::string node, caf::actor home) {
+                         std::string node, caf::actor home, fence under) {
   return caf::actor_cast<caf::actor>(sys.spawn(product_behavior, std::move(sku), std::move(store),
-                                               std::move(node), std::move(home)));
+                                               std::move(node), under, std::move(home)));
 }
 
 } // namespace emporium::actors

@@ -15,6 +15,7 @@ namespace emporium::actors {
 /// passivate_atom -> true. Writes are awaited: one at a time, in order.
 /// `home`: the router hosting it (see leave_when_unused), none in unit tests.
 caf::actor spawn_product(caf::actor_system& sys, std::string sku, protocols::store_actor store,
-                         std::string node, caf::actor home = {});
+                         std::string node, caf::actor home = {},
+                         protocols::fence under = {});
 
 } // namespace emporium::actors

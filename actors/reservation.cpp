@@ -114,6 +114,11 @@ reservation_actor::behavior_type reservation_behavior(self_ptr self, std::string
         return false;
       return agree_to_passivate(self);
     },
+    [self](handoff_atom) -> caf::result<bool> {
+      if (self->state.under_way > 0)
+        return false;
+      return agree_to_passivate(self);
+    },
   };
 }
 

@@ -267,6 +267,31 @@ auto to_pair(self_ptr self) {
   };
 }
 
+/// Passivation and handoff: the SKU stops, with its pairs, only if nothing
+/// is under way here and every pair agrees to `question`.
+template <class Question>
+caf::response_promise stop_if_pairs_agree(self_ptr self, Question question) {
+  auto rp = self->make_response_promise();
+  auto& st = self->state;
+  if (st.under_way > 0 || !st.retries.empty()) {
+    rp.deliver(false);
+    return rp;
+  }
+  ask_all<bool>(self, all_pairs(self), question,
+                [self, rp](std::vector<caf::expected<bool>> idle) mutable {
+    if (self->state.under_way > 0 || !self->state.retries.empty())
+      return rp.deliver(false);
+    for (auto& x : idle)
+      if (!x || !*x)
+        return rp.deliver(false);
+    rp.deliver(true);
+    for (auto& [wh, p] : self->state.pairs)
+      self->send_exit(p, caf::exit_reason::user_shutdown);
+    self->quit();
+  });
+  return rp;
+}
+
 caf::behavior sku_behavior(self_ptr self, std::string sku, store_actor store, stock_config cfg) {
   auto& st = self->state;
   st.sku = sku;
@@ -394,27 +419,8 @@ caf::behavior sku_behavior(self_ptr self, std::string sku, store_actor store, st
       });
       return rp;
     },
-    [self](passivate_atom) {
-      auto rp = self->make_response_promise();
-      auto& st = self->state;
-      if (st.under_way > 0 || !st.retries.empty()) {
-        rp.deliver(false);
-        return rp;
-      }
-      ask_all<bool>(self, all_pairs(self), passivate_atom_v,
-                    [self, rp](std::vector<caf::expected<bool>> idle) mutable {
-        if (self->state.under_way > 0 || !self->state.retries.empty())
-          return rp.deliver(false);
-        for (auto& x : idle)
-          if (!x || !*x)
-            return rp.deliver(false);
-        rp.deliver(true);
-        for (auto& [wh, p] : self->state.pairs)
-          self->send_exit(p, caf::exit_reason::user_shutdown);
-        self->quit();
-      });
-      return rp;
-    },
+    [self](passivate_atom) { return stop_if_pairs_agree(self, passivate_atom_v); },
+    [self](handoff_atom) { return stop_if_pairs_agree(self, handoff_atom_v); },
   };
 }
 

@@ -281,6 +281,7 @@ void flush(self_ptr self) {
   batch.expected_version = st.in_flight.empty() ? st.durable.version
                                                 : st.in_flight.back().after.version;
   batch.after = st.level;
+  batch.under = st.cfg.under;
   batch.events = std::move(st.pending_events);
   batch.hold_changes.reserve(st.pending_holds.size());
   for (auto& [id, h] : st.pending_holds)
@@ -323,9 +324,10 @@ void flush(self_ptr self) {
         // refused too. Answer everything now and wait for those refusals.
         st.stale_answers = st.in_flight.size() - 1;
         fail_all(st, err);
-        if (to_errc(err) == errc::conflict) {
-          // PostgreSQL holds a newer version than we do: stop, so the next
-          // request recovers this pair from durable state.
+        if (auto e = to_errc(err); e == errc::conflict || e == errc::fenced) {
+          // PostgreSQL holds a newer version than we do, or another node owns
+          // the shard now: stop, so the next request recovers this pair from
+          // durable state (on whichever node owns it).
           self->quit(err);
           return;
         }
@@ -526,6 +528,11 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
       if (!st.in_flight.empty() || st.stale_answers > 0 || !st.pending_events.empty())
         return false;
       return st.expiries.empty(); // live holds need their expiry timer
+    },
+    [self](handoff_atom) -> bool {
+      // Live holds may move: the next owner's recovery arms their expiry.
+      auto& st = self->state;
+      return st.in_flight.empty() && st.stale_answers == 0 && st.pending_events.empty();
     },
     [self](expire_atom) {
       self->state.timer_due_ms = 0;

@@ -19,6 +19,8 @@ struct stock_config {
   std::shared_ptr<cluster::stock_view> view;
   /// Where the pair reports each durable level to WebSocket subscribers (optional).
   std::shared_ptr<cluster::live_feed> feed;
+  /// The shard epoch its writes are made under (the SKU's shard; fencing).
+  protocols::fence under;
 };
 
 /// One SKU x warehouse pair, started from its durable snapshot.

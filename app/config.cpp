@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <sstream>
 
@@ -102,13 +103,30 @@ const std::vector<setting_row>& rows() {
        c.node_id = v;
        return "";
      }},
+    {"--cluster", "EMPORIUM_CLUSTER", "ADDR:PORT",
+     "where peers reach this node (loopback only without EMPORIUM_CLUSTER_CERT/KEY/CA)",
+     "127.0.0.1:7070", [](node_config& c, const std::string& v) { return parse_endpoint(v, c.cluster); }},
     {"--seeds", "EMPORIUM_SEEDS", "HOST:PORT,...",
-     "cluster addresses to join through (cluster mode is not available yet: refused if set)", "",
-     [](node_config&, const std::string& v) -> std::string {
-       if (v.empty())
-         return "";
-       return "cluster mode is not available in this build yet; run without seeds";
+     "cluster addresses of nodes to join through (PostgreSQL's membership table is the truth)", "",
+     [](node_config& c, const std::string& v) -> std::string {
+       c.seeds.clear();
+       std::stringstream list{v};
+       for (std::string one; std::getline(list, one, ',');) {
+         endpoint e;
+         if (auto why = parse_endpoint(one, e); !why.empty())
+           return why;
+         c.seeds.push_back(e);
+       }
+       return "";
      }},
+    {"--shard-lease-ms", "EMPORIUM_SHARD_LEASE_MS", "MS",
+     "a shard's lease; renewed every third of it, taken over once it lapsed", "1500",
+     NUMBER(shard_lease, 150, 600000, MILLIS)},
+    {"--cluster-cert", "EMPORIUM_CLUSTER_CERT", "FILE", "this node's certificate (PEM) for peer TLS",
+     "", TEXT(cluster_cert)},
+    {"--cluster-key", "EMPORIUM_CLUSTER_KEY", "FILE", "its private key (PEM)", "", TEXT(cluster_key)},
+    {"--cluster-ca", "EMPORIUM_CLUSTER_CA", "FILE", "the CA peers' certificates must be signed by",
+     "", TEXT(cluster_ca)},
     {"--io-threads", "EMPORIUM_IO_THREADS", "N", "HTTP I/O threads [max(2, cores/2); 1 on 1 core]",
      nullptr, NUMBER(io_threads, 1, 256, SIZE)},
     {"--actor-threads", "EMPORIUM_ACTOR_THREADS", "N", "CAF scheduler threads [cores - io threads, >= 1]",
@@ -161,6 +179,17 @@ const std::vector<setting_row>& rows() {
 } // namespace
 
 /// addr:port, the address an IPv4 or IPv6 literal ([::1] or ::1), port 1..65535.
+bool is_loopback(const std::string& host) {
+  unsigned char buf[16];
+  if (inet_pton(AF_INET, host.c_str(), buf) == 1)
+    return buf[0] == 127;
+  if (inet_pton(AF_INET6, host.c_str(), buf) == 1) {
+    static const unsigned char one[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    return std::equal(buf, buf + 16, one);
+  }
+  return false;
+}
+
 std::string parse_endpoint(const std::string& s, endpoint& out) {
   auto colon = s.rfind(':');
   if (colon == std::string::npos || colon == 0)
@@ -226,6 +255,16 @@ std::pair<std::optional<node_config>, std::string> parse_node_config(const flag_
     return {std::nullopt, "--jwt-secret (EMPORIUM_JWT_SECRET) is required"};
   if (c.default_hold_ttl_s > c.max_hold_ttl_s)
     return {std::nullopt, "--default-hold-ttl must not exceed --max-hold-ttl"};
+  auto tls_parts = int{!c.cluster_cert.empty()} + int{!c.cluster_key.empty()}
+                   + int{!c.cluster_ca.empty()};
+  if (tls_parts != 0 && tls_parts != 3)
+    return {std::nullopt, "EMPORIUM_CLUSTER_CERT, EMPORIUM_CLUSTER_KEY and EMPORIUM_CLUSTER_CA "
+                          "go together: set all three or none"};
+  if (tls_parts == 0 && !is_loopback(c.cluster.host))
+    return {std::nullopt, "--cluster (EMPORIUM_CLUSTER): " + c.cluster.host
+                            + " is not a loopback address; peer traffic off this machine needs "
+                              "mutual TLS (EMPORIUM_CLUSTER_CERT, EMPORIUM_CLUSTER_KEY, "
+                              "EMPORIUM_CLUSTER_CA)"};
   return {std::move(c), ""};
 }
 

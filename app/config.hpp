@@ -48,11 +48,22 @@ struct node_config {
   std::chrono::seconds ws_idle_timeout{30};
   size_t ws_max_subscriptions = 100;
   std::string log_format = "json";
+  /// Cluster: where peers reach this node's middleman, whom to join, the
+  /// lease of a shard, and mutual TLS between nodes (all three or none).
+  endpoint cluster{"127.0.0.1", 7070};
+  std::vector<endpoint> seeds;
+  std::chrono::milliseconds shard_lease{1500};
+  std::string cluster_cert;
+  std::string cluster_key;
+  std::string cluster_ca;
 };
 
 /// Reads ADDR:PORT (an IPv4 or IPv6 literal, port 1..65535) into `out`:
 /// "" or why not.
 std::string parse_endpoint(const std::string& s, endpoint& out);
+
+/// Whether an IP literal is a loopback address (127.0.0.0/8, ::1).
+bool is_loopback(const std::string& host);
 
 /// Flags as given: `--name value` pairs, or why they are not.
 struct flag_list {

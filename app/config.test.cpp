@@ -77,10 +77,23 @@ TEST_CASE("malformed numbers name the flag and the accepted range") {
   CHECK(parse({"--default-hold-ttl", "7200"}).second == "--default-hold-ttl must not exceed --max-hold-ttl");
 }
 
-TEST_CASE("seeds are refused until the node can join a cluster, rather than ignored") {
-  auto [c, why] = parse({"--seeds", "127.0.0.1:7070"});
+TEST_CASE("seeds are a list of endpoints; a malformed one names the flag") {
+  auto [c, why] = parse({"--seeds", "127.0.0.1:7070,127.0.0.1:7071"});
+  REQUIRE(c);
+  CHECK(c->seeds.size() == 2);
+  CHECK(c->seeds[1].port == 7071);
+  CHECK(parse({"--seeds", "127.0.0.1:7070,nohost"}).second.rfind("--seeds (EMPORIUM_SEEDS)", 0) == 0);
+}
+
+TEST_CASE("the cluster port binds a non-loopback address only with mutual TLS") {
+  auto [c, why] = parse({"--cluster", "10.0.0.5:7070"});
   CHECK_FALSE(c);
-  CHECK(why.find("cluster mode is not available") != std::string::npos);
+  CHECK(why.find("not a loopback address") != std::string::npos);
+  CHECK(parse({"--cluster", "127.0.0.2:7070"}).first);
+  CHECK(parse({"--cluster", "[::1]:7070"}).first);
+  CHECK(parse({"--cluster", "10.0.0.5:7070", "--cluster-cert", "c.pem", "--cluster-key", "k.pem",
+               "--cluster-ca", "ca.pem"}).first);
+  CHECK(parse({"--cluster-cert", "c.pem"}).second.find("go together") != std::string::npos);
 }
 
 TEST_CASE("without a secret the node does not start") {

@@ -11,6 +11,7 @@
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 
+#include <chrono>
 #include <csignal>
 #include <iostream>
 #include <optional>
@@ -185,9 +186,25 @@ int serve_command(const app::flag_list& f) {
   auto node = app::node::start(*cfg);
   if (!node)
     return 1;
-  int sig = 0;
-  sigwait(&stop_signals, &sig);
-  log->info("event=node_stopping signal={}", sig);
+  // A stop signal drains: the node hands its shards to the others, shows
+  // `left`, then exits 0. A drain asked for over HTTP ends the same way. A
+  // second signal, or a drain that takes over a minute, stops at once.
+  auto wait_signal = [&](std::chrono::milliseconds d) {
+    timespec ts{0, static_cast<long>(std::chrono::nanoseconds{d}.count())};
+    return sigtimedwait(&stop_signals, nullptr, &ts);
+  };
+  int sig = -1;
+  while (sig <= 0 && !(*node)->has_left())
+    sig = wait_signal(std::chrono::milliseconds{100});
+  if (sig > 0) {
+    log->info("event=node_draining signal={}", sig);
+    (*node)->drain();
+    auto until = std::chrono::steady_clock::now() + std::chrono::minutes{1};
+    while (!(*node)->has_left() && std::chrono::steady_clock::now() < until)
+      if (wait_signal(std::chrono::milliseconds{100}) > 0)
+        break;
+  }
+  log->info("event=node_stopping left={}", (*node)->has_left());
   (*node)->stop();
   node->reset();
   log->info("event=node_stopped node={}", cfg->node_id);

@@ -5,7 +5,10 @@
 #include "actors/product.hpp"
 #include "actors/reservation.hpp"
 #include "actors/sku.hpp"
+#include "cluster/coordinator.hpp"
 #include "cluster/router.hpp"
+#include "cluster/shard_table.hpp"
+#include "cluster/transport.hpp"
 #include "gateway/server.hpp"
 #include "payments/adapter.hpp"
 #include "persistence/embedded_kafka.hpp"
@@ -13,11 +16,14 @@
 #include "persistence/outbox_relay.hpp"
 #include "persistence/pg_store.hpp"
 #include "protocols/errc.hpp"
+#include "protocols/ids.hpp"
+#include "protocols/metrics.hpp"
 #include "protocols/logging.hpp"
 #include "protocols/type_ids.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
+#include <caf/io/middleman.hpp>
 #include <caf/send.hpp>
 
 #include <iostream>
@@ -47,14 +53,17 @@ caf::expected<int> migrate_when_up(const std::string& pg) {
 } // namespace
 
 struct node::parts {
-  parts(size_t actor_threads, std::unique_ptr<persistence::embedded_kafka> b)
-    : broker(std::move(b)), cfg(make_config(actor_threads)), sys(cfg) {
+  parts(size_t actor_threads, std::unique_ptr<persistence::embedded_kafka> b,
+        const cluster::transport_config& t)
+    : broker(std::move(b)), cfg(make_config(actor_threads, t)), sys(cfg) {
   }
-  static caf::actor_system_config make_config(size_t actor_threads) {
+  static caf::actor_system_config make_config(size_t actor_threads,
+                                              const cluster::transport_config& t) {
     caf::actor_system_config c;
     c.add_message_types<caf::id_block::emporium>();
     c.set("logger.verbosity", caf::atom("quiet"));
     c.set("scheduler.max-threads", actor_threads);
+    cluster::configure_transport(c, t); // files checked before: cannot fail here
     return c;
   }
   std::unique_ptr<persistence::embedded_kafka> broker; ///< outlives the actors that use it
@@ -63,6 +72,10 @@ struct node::parts {
   protocols::store_actor store;
   caf::actor payments;
   caf::actor relay;
+  std::shared_ptr<cluster::shard_table> shards;
+  protocols::membership_actor membership;
+  caf::actor coordinator;
+  std::atomic<bool> left{false};
   std::unique_ptr<cluster::entity_router> router;
   std::unique_ptr<gateway::server> gateway;
   uint16_t port = 0;
@@ -114,14 +127,27 @@ caf::expected<std::unique_ptr<node>> node::start(const node_config& c) {
   auto io_threads = c.io_threads > 0 ? c.io_threads : cores < 2 ? 1 : std::max<size_t>(2, cores / 2);
   auto actor_threads = c.actor_threads > 0 ? c.actor_threads
                                            : std::max<size_t>(1, cores > io_threads ? cores - io_threads : 1);
-  auto p = std::make_unique<parts>(actor_threads, std::move(broker));
+  cluster::transport_config transport{c.cluster_cert, c.cluster_key, c.cluster_ca};
+  {
+    caf::actor_system_config probe; // the TLS files, before CAF would abort on them
+    if (auto err = cluster::configure_transport(probe, transport)) {
+      log()->error("event=startup_failed reason=cluster_tls detail=\"{}\"", to_string(to_errc(err)));
+      return err;
+    }
+  }
+  auto p = std::make_unique<parts>(actor_threads, std::move(broker), transport);
   auto& sys = p->sys;
 
-  p->store = persistence::spawn_pg_store(sys, {c.pg, c.store_connections, c.statement_timeout});
+  p->store = persistence::spawn_pg_store(
+    sys, {c.pg, c.store_connections, c.statement_timeout, /*require_fence=*/true});
+  p->membership = persistence::spawn_membership(sys, {c.pg, 1, c.statement_timeout});
+  cluster::router_config rcfg;
+  rcfg.passivate_after = c.passivate_after;
+  p->shards = std::make_shared<cluster::shard_table>(rcfg.shards);
   auto store = p->store;
   actors::stock_config stock_cfg;
   stock_cfg.node = c.node_id;
-  stock_cfg.view = std::make_shared<cluster::stock_view>();
+  stock_cfg.view = std::make_shared<cluster::stock_view>(p->shards);
   stock_cfg.feed = std::make_shared<cluster::live_feed>();
   // Entities reach each other through the router they are spawned by.
   auto* router_slot = &p->router;
@@ -152,33 +178,42 @@ caf::expected<std::unique_ptr<node>> node::start(const node_config& c) {
   order_cfg.payment_retry = c.payment_retry;
   order_cfg.payment_retry_max = std::max(order_cfg.payment_retry, std::chrono::milliseconds{60000});
   order_cfg.feed = stock_cfg.feed;
-  cluster::router_config rcfg;
-  rcfg.passivate_after = c.passivate_after;
   auto node_id = c.node_id;
   p->router = std::make_unique<cluster::entity_router>(
     sys, rcfg,
     std::map<protocols::entity_kind, cluster::entity_factory>{
       {protocols::entity_kind::sku,
-       [store, stock_cfg](caf::actor_system& s, const std::string& id, const caf::actor&) {
-         return actors::spawn_sku(s, id, store, stock_cfg);
+       [store, stock_cfg](caf::actor_system& s, const std::string& id, const caf::actor&,
+                          const protocols::fence& under) {
+         auto cfg = stock_cfg;
+         cfg.under = under;
+         return actors::spawn_sku(s, id, store, std::move(cfg));
        }},
       {protocols::entity_kind::product,
-       [store, node_id](caf::actor_system& s, const std::string& id, const caf::actor& home) {
-         return actors::spawn_product(s, id, store, node_id, home);
+       [store, node_id](caf::actor_system& s, const std::string& id, const caf::actor& home,
+                        const protocols::fence& under) {
+         return actors::spawn_product(s, id, store, node_id, home, under);
        }},
       {protocols::entity_kind::cart,
-       [store, cart_cfg](caf::actor_system& s, const std::string& id, const caf::actor& home) {
-         return actors::spawn_cart(s, id, store, cart_cfg, home);
+       [store, cart_cfg](caf::actor_system& s, const std::string& id, const caf::actor& home,
+                         const protocols::fence& under) {
+         auto cfg = cart_cfg;
+         cfg.under = under;
+         return actors::spawn_cart(s, id, store, std::move(cfg), home);
        }},
       {protocols::entity_kind::order,
-       [store, order_cfg](caf::actor_system& s, const std::string& id, const caf::actor& home) {
-         return actors::spawn_order(s, id, store, order_cfg, home);
+       [store, order_cfg](caf::actor_system& s, const std::string& id, const caf::actor& home,
+                          const protocols::fence& under) {
+         auto cfg = order_cfg;
+         cfg.under = under;
+         return actors::spawn_order(s, id, store, std::move(cfg), home);
        }},
       {protocols::entity_kind::reservation,
-       [store, resolve](caf::actor_system& s, const std::string& id, const caf::actor& home) {
+       [store, resolve](caf::actor_system& s, const std::string& id, const caf::actor& home,
+                        const protocols::fence&) {
          return actors::spawn_reservation(s, id, store, resolve, home);
-       }}});
-  actors::resume_unsettled_orders(sys, store, resolve);
+       }}},
+    p->shards, stock_cfg.feed);
   p->relay = persistence::spawn_outbox_relay(sys, outbox);
 
   gateway::gateway_config g;
@@ -195,7 +230,8 @@ caf::expected<std::unique_ptr<node>> node::start(const node_config& c) {
   g.ws_max_subscriptions = c.ws_max_subscriptions;
   p->gateway = std::make_unique<gateway::server>(
     g, gateway::gateway_deps{sys, resolve, caf::actor_cast<protocols::health_actor>(store),
-                             stock_cfg.view, stock_cfg.feed});
+                             stock_cfg.view, stock_cfg.feed, p->shards,
+                             caf::actor_cast<caf::actor>(p->membership)});
   auto port = p->gateway->start();
   std::unique_ptr<node> n{new node(std::move(p))};
   if (!port) {
@@ -203,11 +239,76 @@ caf::expected<std::unique_ptr<node>> node::start(const node_config& c) {
     return port.error();
   }
   n->parts_->port = *port;
+  if (auto joined = n->join_cluster(c, transport, resolve); !joined) {
+    n->stop();
+    return joined.error();
+  }
   log()->info("event=node_started node={} url=http://{}:{} kafka={} pg_migrations_applied={}",
               c.node_id, c.http.host, *port, outbox.bootstrap, *migrated);
   std::cout << "emporium node " << c.node_id << " serving http://" << c.http.host << ":" << *port
             << "  (kafka: " << outbox.bootstrap << ")" << std::endl;
   return n;
+}
+
+caf::expected<void> node::join_cluster(const node_config& c,
+                                       const cluster::transport_config& transport,
+                                       const protocols::entity_resolver& resolve) {
+  auto& p = *parts_;
+  auto& sys = p.sys;
+  auto bound = cluster::publish_endpoint(sys, p.router->endpoint(), c.cluster.host, c.cluster.port,
+                                         transport);
+  if (!bound) {
+    log()->error("event=startup_failed reason=cluster_port address={}:{} error={}", c.cluster.host,
+                 c.cluster.port, sys.render(bound.error()));
+    return bound.error();
+  }
+  auto connect = cluster::make_connector(sys, transport);
+  for (auto& seed : c.seeds) {
+    auto reached = connect(seed.host, seed.port);
+    log()->info("event=seed_checked seed={}:{} reachable={}", seed.host, seed.port,
+                static_cast<bool>(reached));
+  }
+  cluster::coordinator_config cc;
+  cc.self.id = c.node_id;
+  cc.self.incarnation = protocols::new_uuid();
+  cc.self.http_address = c.http.host + ":" + std::to_string(p.port);
+  cc.self.cluster_address = c.cluster.host + ":" + std::to_string(*bound);
+  cc.lease = c.shard_lease;
+  cc.shards = p.router->config().shards;
+  if (p.router->feed_relay())
+    cc.also_notify.push_back(p.router->feed_relay());
+  cc.endpoint = p.router->endpoint();
+  auto store = p.store;
+  cc.on_acquired = [&sys, store, resolve](const std::vector<uint32_t>&) {
+    // Sagas left open by a node that died or handed its shards over: each is
+    // told through the router, so it resumes wherever it lives now.
+    actors::resume_unsettled_orders(sys, store, resolve);
+  };
+  auto* left = &p.left;
+  cc.on_left = [left] { left->store(true); };
+  cc.actor_count = [] {
+    double n = 0;
+    for (auto* kind : {"sku", "stock", "product", "cart", "order", "reservation"})
+      n += protocols::metrics::actors(kind).Value();
+    return static_cast<int64_t>(n);
+  };
+  p.coordinator = cluster::spawn_coordinator(sys, std::move(cc), p.membership, p.shards,
+                                             p.router->shard_actors(), std::move(connect));
+  caf::anon_send(p.router->endpoint(), protocols::owners_atom_v, p.coordinator);
+  std::cout << "cluster: " << c.cluster.host << ":" << *bound
+            << (transport.tls() ? " (mutual TLS)" : " (plain, loopback)") << std::endl;
+  return {};
+}
+
+void node::drain() {
+  if (parts_->coordinator)
+    caf::anon_send(parts_->coordinator, protocols::drain_atom_v);
+  else
+    parts_->left = true;
+}
+
+bool node::has_left() const noexcept {
+  return parts_->left.load();
 }
 
 void node::stop() {
@@ -217,11 +318,14 @@ void node::stop() {
   p.stopped = true;
   if (p.gateway)
     p.gateway->stop(std::chrono::seconds{10}); // finish in-flight requests
+  if (p.coordinator)
+    caf::anon_send_exit(p.coordinator, caf::exit_reason::user_shutdown);
   if (p.router)
     p.router->stop(); // entities answer nothing new
   caf::anon_send_exit(p.relay, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(p.payments, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(p.store, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(p.membership, caf::exit_reason::user_shutdown);
 }
 
 } // namespace emporium::app

@@ -1,10 +1,15 @@
 #pragma once
 
 #include "app/config.hpp"
+#include "protocols/entity.hpp"
 
 #include <caf/expected.hpp>
 
 #include <memory>
+
+namespace emporium::cluster {
+struct transport_config;
+}
 
 namespace emporium::app {
 
@@ -25,10 +30,18 @@ public:
   /// The bound HTTP port.
   uint16_t port() const noexcept;
 
+  /// Hands every shard to the other nodes (SIGTERM, or the drain route);
+  /// has_left() turns true once done.
+  void drain();
+  bool has_left() const noexcept;
+
   struct parts; ///< node.cpp
 
 private:
   explicit node(std::unique_ptr<parts> p);
+  /// Publishes the endpoint on the cluster port and starts the coordinator.
+  caf::expected<void> join_cluster(const node_config& c, const cluster::transport_config& t,
+                                   const protocols::entity_resolver& resolve);
   std::unique_ptr<parts> parts_;
 };
 

@@ -123,13 +123,17 @@ void live_feed::seed_order(const order_view& o) {
   update(false, o.order_id, true, [&o](entry& e) { return merge(e.order, o); });
 }
 
-void live_feed::stock_changed(const stock_level& pair) {
+void live_feed::stock_changed(const stock_level& pair, bool local) {
   if (pair.version == 0)
     return; // a pair that has no durable state yet shows nothing new
+  if (local && fanout_.stock)
+    fanout_.stock(pair);
   update(true, pair.sku, false, [&pair](entry& e) { return merge(e.levels, pair); });
 }
 
-void live_feed::order_changed(const order_view& o) {
+void live_feed::order_changed(const order_view& o, bool local) {
+  if (local && fanout_.order)
+    fanout_.order(o);
   update(false, o.order_id, false, [&o](entry& e) { return merge(e.order, o); });
 }
 

@@ -60,9 +60,19 @@ public:
   void seed_stock(const sku_stock& s);
   void seed_order(const order_view& o);
 
-  /// Publishers (actor threads).
-  void stock_changed(const stock_level& pair);
-  void order_changed(const order_view& o);
+  /// Publishers (actor threads). A change made here is also handed to the
+  /// fan-out (set by a cluster node: to the other nodes' feeds); one that
+  /// came from another node (`local` false) is not.
+  void stock_changed(const stock_level& pair, bool local = true);
+  void order_changed(const order_view& o, bool local = true);
+
+  /// Where this node's changes go besides its own subscribers. Called once,
+  /// before the first publisher runs.
+  struct fanout {
+    std::function<void(const stock_level&)> stock;
+    std::function<void(const order_view&)> order;
+  };
+  void set_fanout(fanout f) { fanout_ = std::move(f); }
 
   /// Keys with at least one subscriber (for tests and metrics).
   size_t watched() const;
@@ -89,6 +99,7 @@ private:
     std::unordered_map<std::string, entry, hash, std::equal_to<>> entries;
   };
   static constexpr size_t shard_count = 32;
+  fanout fanout_;
   using table = std::array<shard, shard_count>;
 
   static shard& shard_of(table& t, std::string_view id);

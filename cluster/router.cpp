@@ -1,5 +1,6 @@
 #include "cluster/router.hpp"
 
+#include "cluster/assignment.hpp"
 #include "protocols/errc.hpp"
 #include "protocols/logging.hpp"
 #include "protocols/metrics.hpp"
@@ -7,9 +8,14 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
+#include <caf/detail/behavior_impl.hpp>
+#include <caf/detail/invoke_result_visitor.hpp>
+#include <caf/type_erased_tuple.hpp>
 #include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 
+#include <deque>
+#include <set>
 #include <unordered_map>
 
 namespace emporium::cluster {
@@ -23,10 +29,57 @@ spdlog::logger* log() {
   return instance.get();
 }
 
+struct remote_metrics {
+  prometheus::Counter* ok;
+  prometheus::Counter* failed;
+  prometheus::Counter* retried;
+  prometheus::Counter* refused; ///< forwarded here for a shard we do not hold
+  prometheus::Histogram* seconds;
+
+  static remote_metrics& get() {
+    static remote_metrics instance = [] {
+      auto& reg = metrics::registry();
+      auto& asks = prometheus::BuildCounter()
+                     .Name("emporium_remote_asks_total")
+                     .Help("Requests forwarded to the node owning their shard, by outcome")
+                     .Register(reg);
+      auto& latency = prometheus::BuildHistogram()
+                        .Name("emporium_remote_ask_seconds")
+                        .Help("Round trip of a request forwarded to the owning node")
+                        .Register(reg);
+      return remote_metrics{&asks.Add({{"outcome", "ok"}}), &asks.Add({{"outcome", "error"}}),
+                            &asks.Add({{"outcome", "retried"}}),
+                            &asks.Add({{"outcome", "refused"}}),
+                            &latency.Add({}, metrics::latency_buckets())};
+    }();
+    return instance;
+  }
+};
+
+/// How often requests waiting for an owner look again.
+constexpr auto transit_retry = std::chrono::milliseconds{50};
+
+/// Requests buffered for one entity while it decides whether to stop; beyond
+/// this, 503 at once (every queue is bounded).
+constexpr size_t max_buffered = 1024;
+
+/// How long an entity may take to say whether it stops.
+constexpr auto stop_timeout = std::chrono::seconds{10};
+
+struct pending_request {
+  entity_key key;
+  uint32_t shard = 0;
+  caf::message msg;
+  caf::response_promise rp;
+  caf::actor_clock::time_point deadline;
+};
+
 struct entry {
   caf::actor actor;
   caf::actor_clock::time_point last_used;
-  bool passivating = false;
+  uint32_t shard = 0;
+  int64_t epoch = 0;     ///< the lease epoch it writes under
+  bool stopping = false; ///< asked to passivate or hand off, answer pending
   /// Requests that arrived while the entity was deciding whether to stop.
   std::vector<std::pair<caf::message, caf::response_promise>> buffered;
 };
@@ -37,27 +90,43 @@ struct shard_state {
   std::unordered_map<caf::actor_addr, entity_key> keys; ///< of the live entities
   std::map<entity_kind, entity_factory> factories;
   router_config cfg;
+  std::shared_ptr<shard_table> table; ///< null: every shard is local, unfenced
+  std::shared_ptr<const shard_table::routes> routes;
+  std::deque<pending_request> waiting; ///< for a shard with no reachable owner yet
+  bool retry_armed = false;
+  /// Requests sent to each peer and not answered yet: a peer that goes down
+  /// answers none of them, so its down message answers them (503).
+  std::unordered_map<caf::actor_addr, std::map<uint64_t, std::shared_ptr<pending_request>>> remote;
+  std::set<caf::actor_addr> dead_peers; ///< down since the last routes
+  uint64_t next_remote = 0;
 };
 
 using self_ptr = caf::stateful_actor<shard_state>*;
 
-/// Requests buffered for one entity while it decides whether to stop; beyond
-/// this, 503 at once (every queue is bounded).
-constexpr size_t max_buffered = 1024;
+uint32_t shard_of_key(self_ptr self, const entity_key& key) {
+  return cluster::shard_of(key, self->state.cfg.shards);
+}
 
-/// How long an entity may take to say whether it stops.
-constexpr auto passivate_timeout = std::chrono::seconds{10};
+bool owned_here(self_ptr self, uint32_t shard) {
+  return !self->state.table || self->state.table->owned(shard);
+}
 
-caf::actor spawn_entity(self_ptr self, const entity_key& key) {
+int64_t current_epoch(self_ptr self, uint32_t shard) {
+  return self->state.table ? self->state.table->epoch(shard) : 0;
+}
+
+caf::actor spawn_entity(self_ptr self, const entity_key& key, uint32_t shard, int64_t epoch) {
   auto i = self->state.factories.find(key.kind);
   if (i == self->state.factories.end())
     return {};
-  auto a = i->second(self->system(), key.id, caf::actor_cast<caf::actor>(self));
+  auto a = i->second(self->system(), key.id, caf::actor_cast<caf::actor>(self),
+                     fence{shard, epoch});
   self->monitor(a);
   self->state.keys[a.address()] = key;
   return a;
 }
 
+void route(self_ptr self, pending_request req, bool forwarded);
 
 void flush_buffered(entry& e) {
   for (auto& [msg, rp] : e.buffered)
@@ -68,21 +137,24 @@ void flush_buffered(entry& e) {
 /// The entity stays: it serves again, starting with what was buffered.
 void keep(self_ptr self, const std::string& key) {
   auto& st = self->state;
-  if (auto i = st.entities.find(key); i != st.entities.end() && i->second.passivating) {
-    i->second.passivating = false;
+  if (auto i = st.entities.find(key); i != st.entities.end() && i->second.stopping) {
+    i->second.stopping = false;
     i->second.last_used = self->clock().now();
     flush_buffered(i->second);
   }
 }
 
-/// Asks the entity whether it may stop; requests for it wait in the router
-/// meanwhile, so none reaches an instance that is stopping. Agreed: its down
-/// message finishes the job. Refused, or no answer in time: it serves again.
-void try_passivate(self_ptr self, const std::string& key, entry& e) {
-  if (e.passivating)
+/// Asks the entity whether it may stop now (`question`: passivate_atom when
+/// idle, handoff_atom when its shard moves); requests for it wait in the
+/// router meanwhile, so none reaches an instance that is stopping. Agreed: its
+/// down message finishes the job. Refused, or no answer in time: it serves
+/// again (a handoff asks again at the coordinator's next round).
+template <class Question>
+void try_stop(self_ptr self, const std::string& key, entry& e, Question question) {
+  if (e.stopping)
     return;
-  e.passivating = true;
-  self->request(e.actor, passivate_timeout, passivate_atom_v)
+  e.stopping = true;
+  self->request(e.actor, stop_timeout, question)
     .then(
       [self, key](bool stopping) {
         if (!stopping)
@@ -95,10 +167,165 @@ void try_passivate(self_ptr self, const std::string& key, entry& e) {
       });
 }
 
+/// Delivers to the local entity of a shard this node holds.
+void to_entity(self_ptr self, pending_request& req) {
+  auto& st = self->state;
+  auto name = req.key.str();
+  auto epoch = current_epoch(self, req.shard);
+  auto i = st.entities.find(name);
+  if (i == st.entities.end()) {
+    auto a = spawn_entity(self, req.key, req.shard, epoch);
+    if (!a) {
+      req.rp.deliver(caf::make_error(errc::not_found, std::string{"unknown entity kind"}));
+      return;
+    }
+    i = st.entities.emplace(name, entry{std::move(a), {}, req.shard, epoch, false, {}}).first;
+  }
+  auto& e = i->second;
+  if (e.epoch != epoch)
+    try_stop(self, name, e, handoff_atom_v); // an instance of an older lease: replace it
+  if (e.stopping) {
+    if (e.buffered.size() >= max_buffered) {
+      req.rp.deliver(caf::make_error(errc::unavailable, std::string{"entity is busy stopping"}));
+      return;
+    }
+    e.buffered.emplace_back(std::move(req.msg), std::move(req.rp));
+    return;
+  }
+  e.last_used = self->clock().now();
+  req.rp.delegate(e.actor, std::move(req.msg));
+}
+
+/// A response handler taking any answer, whatever its type (CAF 0.17's
+/// behaviors have no catch-all): the forwarded request's answer is passed on
+/// as the message it is.
+class any_answer final : public caf::detail::behavior_impl {
+public:
+  explicit any_answer(std::function<void(caf::message)> f) : f_(std::move(f)) {
+    begin_ = end_ = nullptr;
+  }
+  caf::match_case::result invoke(caf::detail::invoke_result_visitor& v,
+                                 caf::type_erased_tuple& xs) override {
+    f_(caf::message::copy(xs));
+    v();
+    return caf::match_case::match;
+  }
+
+private:
+  std::function<void(caf::message)> f_;
+};
+
+void arm_retry(self_ptr self) {
+  if (self->state.retry_armed || self->state.waiting.empty())
+    return;
+  self->state.retry_armed = true;
+  self->delayed_send(self, transit_retry, tick_atom_v);
+}
+
+void wait_for_owner(self_ptr self, pending_request req) {
+  auto& st = self->state;
+  if (st.waiting.size() >= st.cfg.max_waiting) {
+    req.rp.deliver(caf::make_error(errc::unavailable, std::string{"too many requests waiting for "
+                                                                  "a shard owner"}));
+    return;
+  }
+  st.waiting.push_back(std::move(req));
+  arm_retry(self);
+}
+
+/// Sends the request to the owner's endpoint; its answer (any type) goes to
+/// the original requester. A `fenced` answer means the owner moved on and
+/// nothing happened: it waits for the next owner, within its deadline.
+void to_peer(self_ptr self, pending_request req, const caf::actor& peer) {
+  auto start = std::chrono::steady_clock::now();
+  auto copy = req.msg; // kept for a retry (copy on write: no deep copy)
+  auto h = self->request(peer, self->state.cfg.remote_timeout, forward_atom_v, req.key,
+                         std::move(copy));
+  auto shared = std::make_shared<pending_request>(std::move(req));
+  auto& st = self->state;
+  auto addr = peer.address();
+  if (st.remote.count(addr) == 0)
+    self->monitor(peer); // once per peer handle: its down message ends what it was asked
+  auto id = ++st.next_remote;
+  st.remote[addr].emplace(id, shared);
+  auto on_answer = [self, shared, start, addr, id](caf::message answer) {
+    auto& remote = self->state.remote;
+    if (auto i = remote.find(addr); i != remote.end())
+      if (i->second.erase(id) == 0)
+        return; // answered already: its node went down meanwhile
+    auto& m = remote_metrics::get();
+    m.seconds->Observe(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    if (answer.match_elements<caf::error>()) {
+      auto err = answer.get_as<caf::error>(0);
+      if (to_errc(err) == errc::fenced && self->clock().now() < shared->deadline) {
+        m.retried->Increment();
+        wait_for_owner(self, std::move(*shared));
+        return;
+      }
+      m.failed->Increment();
+    } else {
+      m.ok->Increment();
+    }
+    shared->rp.deliver(std::move(answer));
+  };
+  caf::behavior handler;
+  handler.assign(caf::intrusive_ptr<caf::detail::behavior_impl>{
+    caf::make_counted<any_answer>(std::move(on_answer))});
+  self->add_multiplexed_response_handler(h.id(), std::move(handler));
+}
+
+/// Local if this node holds the shard; else to its owner; else it waits.
+void route(self_ptr self, pending_request req, bool forwarded) {
+  if (owned_here(self, req.shard)) {
+    to_entity(self, req);
+    return;
+  }
+  if (forwarded) {
+    remote_metrics::get().refused->Increment();
+    req.rp.deliver(caf::make_error(errc::fenced, std::string{"this node does not own the shard"}));
+    return;
+  }
+  auto& r = *self->state.routes;
+  auto owner = req.shard < r.owner.size() ? r.owner[req.shard] : -1;
+  if (owner >= 0 && r.peers[owner] && self->state.dead_peers.count(r.peers[owner].address()) == 0) {
+    to_peer(self, std::move(req), r.peers[owner]);
+    return;
+  }
+  wait_for_owner(self, std::move(req));
+}
+
+/// Requests waiting for an owner look again: served, sent on, or given up.
+void pump(self_ptr self) {
+  auto& st = self->state;
+  auto now = self->clock().now();
+  auto waiting = std::move(st.waiting);
+  st.waiting.clear();
+  for (auto& req : waiting) {
+    if (now >= req.deadline) {
+      req.rp.deliver(caf::make_error(errc::unavailable,
+                                     std::string{"the owner of this key cannot be reached"}));
+      continue;
+    }
+    route(self, std::move(req), false);
+  }
+  arm_retry(self);
+}
+
+pending_request make_request(self_ptr self, const entity_key& key, caf::message& msg) {
+  return {key, shard_of_key(self, key), std::move(msg), self->make_response_promise(),
+          self->clock().now() + self->state.cfg.transit_timeout};
+}
+
 caf::behavior shard_behavior(self_ptr self, router_config cfg,
-                             std::map<entity_kind, entity_factory> factories) {
-  self->state.cfg = cfg;
-  self->state.factories = std::move(factories);
+                             std::map<entity_kind, entity_factory> factories,
+                             std::shared_ptr<shard_table> table) {
+  auto& st = self->state;
+  st.cfg = cfg;
+  st.factories = std::move(factories);
+  st.table = std::move(table);
+  st.routes = st.table ? st.table->current_routes()
+                       : std::make_shared<shard_table::routes>();
   auto sweep_every = cfg.passivate_after / 2;
   if (cfg.passivate_after.count() > 0)
     self->delayed_send(self, sweep_every, sweep_atom_v);
@@ -111,8 +338,20 @@ caf::behavior shard_behavior(self_ptr self, router_config cfg,
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
     auto k = st.keys.find(dm.source);
-    if (k == st.keys.end())
+    if (k == st.keys.end()) {
+      // A peer: what it was asked and has not answered, it never will.
+      if (auto r = st.remote.find(dm.source); r != st.remote.end()) {
+        auto lost = std::move(r->second);
+        st.remote.erase(r); // a new handle to a restarted peer is monitored anew
+        st.dead_peers.insert(dm.source);
+        for (auto& [id, req] : lost) {
+          remote_metrics::get().failed->Increment();
+          req->rp.deliver(caf::make_error(errc::unavailable,
+                                          std::string{"the node owning this key went down"}));
+        }
+      }
       return;
+    }
     auto key = std::move(k->second);
     st.keys.erase(k);
     auto e = st.entities.find(key.str());
@@ -120,50 +359,54 @@ caf::behavior shard_behavior(self_ptr self, router_config cfg,
       return;
     if (dm.reason && dm.reason != caf::exit_reason::user_shutdown)
       log()->warn("event=entity_down key={} reason={}", key.str(), self->system().render(dm.reason));
-    if (e->second.buffered.empty()) {
-      st.entities.erase(e);
-      return;
-    }
-    // Requests waited for the old instance to finish: start a fresh one,
-    // which recovers from what the old one made durable.
-    e->second.actor = spawn_entity(self, key);
-    e->second.passivating = false;
-    e->second.last_used = self->clock().now();
-    flush_buffered(e->second);
+    // Requests that waited for the old instance to finish go where the key
+    // lives now: a fresh instance here (it recovers from what the old one
+    // made durable), or the shard's new owner.
+    auto buffered = std::move(e->second.buffered);
+    auto shard = e->second.shard;
+    st.entities.erase(e);
+    for (auto& [msg, rp] : buffered)
+      route(self,
+            pending_request{key, shard, std::move(msg), std::move(rp),
+                            self->clock().now() + st.cfg.transit_timeout},
+            false);
   });
   return {
-    [self](route_atom, const entity_key& k, caf::message& msg) {
-      auto& st = self->state;
-      auto key = k.str();
-      auto i = st.entities.find(key);
-      if (i == st.entities.end()) {
-        auto a = spawn_entity(self, k);
-        if (!a) {
-          auto rp = self->make_response_promise();
-          rp.deliver(caf::make_error(errc::not_found, std::string{"unknown entity kind"}));
-          return;
+    [self](route_atom, const entity_key& key, caf::message& msg) {
+      route(self, make_request(self, key, msg), false);
+    },
+    [self](forward_atom, const entity_key& key, caf::message& msg) {
+      route(self, make_request(self, key, msg), true);
+    },
+    [self](handoff_atom, const std::vector<uint32_t>& shards) -> uint64_t {
+      // The coordinator moves these shards away: it no longer counts them as
+      // held, so no new request reaches their entities; each entity stops
+      // once no write of it is under way. Asked again until none is left.
+      std::set<uint32_t> moving(shards.begin(), shards.end());
+      uint64_t left = 0;
+      for (auto& [key, e] : self->state.entities)
+        if (moving.count(e.shard) > 0) {
+          ++left;
+          try_stop(self, key, e, handoff_atom_v);
         }
-        i = st.entities.emplace(key, entry{std::move(a), {}, false, {}}).first;
-      }
-      auto& e = i->second;
-      if (e.passivating) {
-        auto rp = self->make_response_promise();
-        if (e.buffered.size() >= max_buffered) {
-          rp.deliver(caf::make_error(errc::unavailable, std::string{"entity is busy stopping"}));
-          return;
-        }
-        e.buffered.emplace_back(std::move(msg), std::move(rp));
-        return;
-      }
-      e.last_used = self->clock().now();
-      self->delegate(e.actor, std::move(msg));
+      return left;
+    },
+    [self](owners_atom) {
+      if (self->state.table)
+        self->state.routes = self->state.table->current_routes();
+      self->state.dead_peers.clear();
+      pump(self);
+    },
+    [self](tick_atom) {
+      self->state.retry_armed = false;
+      pump(self);
     },
     [self, sweep_every](sweep_atom) {
       auto& st = self->state;
       auto now = self->clock().now();
       for (auto& [key, e] : st.entities)
         if (now - e.last_used >= st.cfg.passivate_after)
-          try_passivate(self, key, e);
+          try_stop(self, key, e, passivate_atom_v);
       self->delayed_send(self, sweep_every, sweep_atom_v);
     },
     [self](passivate_atom, const caf::actor_addr& who) {
@@ -174,37 +417,80 @@ caf::behavior shard_behavior(self_ptr self, router_config cfg,
       if (k == st.keys.end())
         return;
       if (auto e = st.entities.find(k->second.str()); e != st.entities.end())
-        try_passivate(self, e->first, e->second);
+        try_stop(self, e->first, e->second, passivate_atom_v);
     },
+  };
+}
+
+/// What peers talk to: forwarded requests go to the shard actor of their
+/// key; live changes made on other nodes go to this node's feed.
+caf::behavior endpoint_behavior(caf::event_based_actor* self, std::vector<caf::actor> shard_actors,
+                                uint32_t shards, std::shared_ptr<live_feed> feed) {
+  auto coordinator = std::make_shared<caf::actor>();
+  return {
+    [coordinator](owners_atom, caf::actor& c) { *coordinator = std::move(c); },
+    [self, coordinator](dial_atom a, std::string& id, std::string& inc, caf::actor& peer) {
+      if (*coordinator) // a peer introduces itself
+        self->send(*coordinator, a, std::move(id), std::move(inc), std::move(peer));
+    },
+    [self, shard_actors, shards](forward_atom, const entity_key& key, caf::message& msg) {
+      auto& target = shard_actors[cluster::shard_of(key, shards) % shard_actors.size()];
+      self->delegate(target, forward_atom_v, key, std::move(msg));
+    },
+    [feed](forward_atom, const stock_level& l) {
+      if (feed)
+        feed->stock_changed(l, false);
+    },
+    [feed](forward_atom, const order_view& o) {
+      if (feed)
+        feed->order_changed(o, false);
+    },
+  };
+}
+
+/// Broadcasts this node's durable changes to every connected peer, so a
+/// storefront WebSocket on any node sees every key (docs/cluster.md).
+caf::behavior relay_behavior(caf::event_based_actor* self, std::shared_ptr<shard_table> table) {
+  auto peers = std::make_shared<std::vector<caf::actor>>();
+  auto send_all = [self, peers](auto&& x) {
+    for (auto& p : *peers)
+      if (p)
+        self->send(p, forward_atom_v, x);
+  };
+  return {
+    [peers, table](owners_atom) { *peers = table->current_routes()->peers; },
+    [send_all](forward_atom, const stock_level& l) { send_all(l); },
+    [send_all](forward_atom, const order_view& o) { send_all(o); },
   };
 }
 
 } // namespace
 
 entity_router::entity_router(caf::actor_system& sys, router_config cfg,
-                             std::map<entity_kind, entity_factory> factories)
+                             std::map<entity_kind, entity_factory> factories,
+                             std::shared_ptr<shard_table> table, std::shared_ptr<live_feed> feed)
   : cfg_(cfg) {
   for (size_t i = 0; i < cfg.shard_actors; ++i)
-    shard_actors_.push_back(sys.spawn(shard_behavior, cfg, factories));
+    shard_actors_.push_back(sys.spawn(shard_behavior, cfg, factories, table));
+  endpoint_ = sys.spawn(endpoint_behavior, shard_actors_, cfg.shards, feed);
+  if (table && feed) {
+    relay_ = sys.spawn(relay_behavior, table);
+    auto relay = relay_;
+    feed->set_fanout({[relay](const stock_level& l) { caf::anon_send(relay, forward_atom_v, l); },
+                      [relay](const order_view& o) { caf::anon_send(relay, forward_atom_v, o); }});
+  }
 }
 
 void entity_router::stop() {
   for (auto& a : shard_actors_)
     caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(endpoint_, caf::exit_reason::user_shutdown);
+  if (relay_)
+    caf::anon_send_exit(relay_, caf::exit_reason::user_shutdown);
 }
 
 uint32_t entity_router::shard_of(const entity_key& key) const noexcept {
-  uint32_t h = 2166136261u; // FNV-1a of "kind:id": stable across processes and builds
-  auto hash = [&h](std::string_view part) {
-    for (unsigned char c : part) {
-      h ^= c;
-      h *= 16777619u;
-    }
-  };
-  hash(kind_name(key.kind));
-  hash(":");
-  hash(key.id);
-  return h % cfg_.shards;
+  return cluster::shard_of(key, cfg_.shards);
 }
 
 protocols::entity_resolver entity_router::resolver() const {

@@ -1,5 +1,8 @@
 #pragma once
 
+#include "cluster/live_feed.hpp"
+#include "cluster/shard_table.hpp"
+#include "protocols/cluster.hpp"
 #include "protocols/entity.hpp"
 
 #include <caf/actor.hpp>
@@ -9,35 +12,50 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace emporium::cluster {
 
-/// Spawns the entity for an id. `home` is
-/// the router actor hosting it: an entity that finds nothing stored sends it
-/// (passivate_atom, its address) to be stopped once no request for it is under way.
-using entity_factory
-  = std::function<caf::actor(caf::actor_system&, const std::string& id, const caf::actor& home)>;
+/// Spawns the entity for an id. `home` is the router actor hosting it: an
+/// entity that finds nothing stored sends it (passivate_atom, its address) to
+/// be stopped once no request for it is under way. `under` is the shard epoch
+/// every durable write of the entity carries (fencing; epoch 0 on a router
+/// without a shard table).
+using entity_factory = std::function<caf::actor(caf::actor_system&, const std::string& id,
+                                                const caf::actor& home,
+                                                const protocols::fence& under)>;
 
 struct router_config {
-  uint32_t shards = 1024;       ///< stable shard ids; the cluster will assign them to nodes
+  uint32_t shards = 1024;       ///< stable shard ids, assigned to nodes by the coordinator
   size_t shard_actors = 8;      ///< local actors serving the shards (shard id mod this)
   caf::timespan passivate_after = std::chrono::minutes{10}; ///< 0: never passivate
+  /// How long a request may wait for its shard to get an owner (a handoff, a
+  /// dead owner's lease running out) before it is answered 503.
+  caf::timespan transit_timeout = std::chrono::seconds{8};
+  /// Deadline of a request forwarded to the owning node.
+  caf::timespan remote_timeout = std::chrono::seconds{10};
+  size_t max_waiting = 4096; ///< requests waiting for an owner, per shard actor
 };
 
-/// Entity addressing: key -> stable shard id (FNV-1a of "kind:id" mod shards)
-/// -> the shard's router actor -> the entity actor, spawned on first use (it
-/// recovers its own state) and passivated after `passivate_after` idle.
-/// Callers go through cluster/seam.hpp (ask, ask_all, tell), which sends
-/// (route_atom, key, message) to shard_for(key); the message is delegated,
-/// so the entity answers the caller directly. Nothing outside the router
-/// keeps entity handles.
+/// Entity addressing: key -> stable shard id (cluster/assignment.hpp) -> the
+/// shard actor -> the entity actor, spawned on first use (it recovers its
+/// own state) and passivated after `passivate_after` idle.
+///
+/// With a shard table (a cluster node), a shard actor serves only shards
+/// this node holds a lease on; a request for any other shard goes to the
+/// owner's endpoint (`forward_atom`), and waits, bounded, while the shard has
+/// no owner. A forwarded request for a shard this node does not hold is
+/// refused with `fenced` (nothing happened), and the sender tries again.
+/// Callers go through cluster/seam.hpp; nothing outside keeps entity handles.
 class entity_router {
 public:
   entity_router(caf::actor_system& sys, router_config cfg,
-                std::map<protocols::entity_kind, entity_factory> factories);
+                std::map<protocols::entity_kind, entity_factory> factories,
+                std::shared_ptr<shard_table> table = nullptr,
+                std::shared_ptr<live_feed> feed = nullptr);
 
   /// The stable shard id of a key (FNV-1a of "kind:id").
   uint32_t shard_of(const protocols::entity_key& key) const noexcept;
@@ -50,12 +68,24 @@ public:
 
   const router_config& config() const noexcept { return cfg_; }
 
+  const std::vector<caf::actor>& shard_actors() const noexcept { return shard_actors_; }
+
+  /// The actor peers send forwarded requests to (this node's endpoint); it
+  /// also takes the other nodes' live changes for this node's feed.
+  const caf::actor& endpoint() const noexcept { return endpoint_; }
+
+  /// Sends this node's live changes to every peer's endpoint (with a table
+  /// and a feed; else invalid). Told `owners_atom` when the routes change.
+  const caf::actor& feed_relay() const noexcept { return relay_; }
+
   /// Stops the shard actors and every entity they run.
   void stop();
 
 private:
   router_config cfg_;
   std::vector<caf::actor> shard_actors_;
+  caf::actor endpoint_;
+  caf::actor relay_;
 };
 
 } // namespace emporium::cluster

@@ -15,7 +15,7 @@ namespace {
 struct router_fixture : test::with_store_double {  int spawned = 0;
   cluster::entity_router router{
     sys, cluster::router_config{1024, 2, 60s},
-    {{entity_kind::sku, [this](caf::actor_system& s, const std::string& id, const caf::actor&) {
+    {{entity_kind::sku, [this](caf::actor_system& s, const std::string& id, const caf::actor&, const protocols::fence&) {
         ++spawned;
         return actors::spawn_sku(s, id, store, {});
       }}}};
@@ -103,11 +103,11 @@ struct entity_fixture : test::with_store_double {
     = std::make_shared<std::vector<caf::response_promise>>();
   cluster::entity_router router{
     sys, cluster::router_config{1024, 1, 60s},
-    {{entity_kind::cart, [this](caf::actor_system& s, const std::string& id, const caf::actor& home) {
+    {{entity_kind::cart, [this](caf::actor_system& s, const std::string& id, const caf::actor& home, const protocols::fence&) {
         ++carts_spawned;
         return actors::spawn_cart(s, id, store, {}, home);
       }},
-     {entity_kind::order, [this](caf::actor_system& s, const std::string&, const caf::actor&) { // "stuck"
+     {entity_kind::order, [this](caf::actor_system& s, const std::string&, const caf::actor&, const protocols::fence&) { // "stuck"
         auto held = unanswered;
         return s.spawn([held](caf::event_based_actor* self) -> caf::behavior {
           return {

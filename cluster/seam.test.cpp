@@ -18,17 +18,17 @@ struct seam_fixture : test::with_store_double {
   cluster::entity_router router{
     sys, cluster::router_config{1024, 2, 0s},
     {{entity_kind::cart,
-      [this](caf::actor_system& s, const std::string& id, const caf::actor& home) {
+      [this](caf::actor_system& s, const std::string& id, const caf::actor& home, const protocols::fence&) {
         return actors::spawn_cart(s, id, store, {}, home);
       }},
      {entity_kind::order,
-      [](caf::actor_system& s, const std::string&, const caf::actor&) {
+      [](caf::actor_system& s, const std::string&, const caf::actor&, const protocols::fence&) {
         return s.spawn([](caf::event_based_actor* self) -> caf::behavior {
           return {[self](get_order&) { return self->make_response_promise<order_view>(); }};
         });
       }},
      {entity_kind::product,
-      [](caf::actor_system& s, const std::string&, const caf::actor&) {
+      [](caf::actor_system& s, const std::string&, const caf::actor&, const protocols::fence&) {
         return s.spawn([](caf::event_based_actor* self) -> caf::behavior {
           return {[self](get_product&) {
             auto rp = self->make_response_promise<product>();

@@ -1,5 +1,7 @@
 #include "cluster/stock_view.hpp"
 
+#include "cluster/shard_table.hpp"
+
 namespace emporium::cluster {
 
 using namespace protocols;
@@ -35,7 +37,12 @@ void stock_view::withdraw(std::string_view warehouse, std::string_view sku, uint
     s.pairs.erase(i);
 }
 
+stock_view::stock_view(std::shared_ptr<const shard_table> leases) : leases_(std::move(leases)) {
+}
+
 stock_view::level_ptr stock_view::find(std::string_view warehouse, std::string_view sku) const {
+  if (leases_ && !leases_->owned(leases_->shard_of(entity_kind::sku, sku)))
+    return nullptr;
   auto k = key(warehouse, sku);
   auto& s = shard_of(k);
   std::lock_guard guard{s.mtx};

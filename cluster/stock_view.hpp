@@ -12,6 +12,8 @@
 
 namespace emporium::cluster {
 
+class shard_table;
+
 using protocols::stock_level;
 
 /// The read model of this node's live stock pairs: each stock actor publishes
@@ -27,6 +29,13 @@ using protocols::stock_level;
 class stock_view {
 public:
   using level_ptr = std::shared_ptr<const stock_level>;
+
+  stock_view() = default;
+
+  /// A view that answers only pairs whose SKU's shard this node holds a lease
+  /// on now (a node of a cluster): after a lease lapsed, a read goes to the
+  /// new owner instead of the last level seen here.
+  explicit stock_view(std::shared_ptr<const shard_table> leases);
 
   /// Sets the pair's level; `owner` names the publishing actor incarnation.
   void publish(level_ptr level, uint64_t owner);
@@ -62,6 +71,7 @@ private:
   shard& shard_of(std::string_view key) const;
 
   mutable std::array<shard, shard_count> shards_;
+  std::shared_ptr<const shard_table> leases_;
 };
 
 } // namespace emporium::cluster

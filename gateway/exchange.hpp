@@ -20,6 +20,7 @@
 
 namespace emporium::cluster {
 class stock_view;
+class shard_table;
 }
 
 namespace emporium::gateway {
@@ -79,6 +80,12 @@ public:
   virtual caf::actor health() = 0;
   /// Durable levels of this node's live pairs (null: always ask).
   virtual const cluster::stock_view* stock_view() const = 0;
+  /// This node's view of the cluster (null without one).
+  virtual const cluster::shard_table* shards() const = 0;
+  /// The membership table's actor (invalid without a cluster).
+  virtual caf::actor membership() = 0;
+  /// The request target (path and query).
+  virtual std::string_view target() const = 0;
 
   /// Asks `target`; `done(exchange&, caf::expected<T>)` runs on the
   /// connection's strand, unless the request's deadline answered 503 first.

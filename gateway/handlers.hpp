@@ -15,6 +15,11 @@ void metrics(exchange& x);
 void storefront_ws(exchange& x);
 void warehouse_ws(exchange& x);
 
+// cluster_handlers.cpp: membership, shard owners, drain (ops)
+void get_cluster(exchange& x);
+void get_owner(exchange& x);
+void drain_node(exchange& x);
+
 // stock_handlers.cpp: pairs, SKUs, reservations
 void get_pair(exchange& x);
 void push_stock(exchange& x);

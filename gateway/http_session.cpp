@@ -95,6 +95,11 @@ public:
   caf::actor resolve(const protocols::entity_key& key) override { return srv_->deps.resolve(key); }
   caf::actor health() override { return caf::actor_cast<caf::actor>(srv_->deps.health); }
   const cluster::stock_view* stock_view() const override { return srv_->deps.stock_view.get(); }
+  const cluster::shard_table* shards() const override { return srv_->deps.shards.get(); }
+  caf::actor membership() override { return srv_->deps.membership; }
+  std::string_view target() const override {
+    return {req_.target().data(), req_.target().size()};
+  }
 
   void upgrade_storefront() override {
     if (!srv_->deps.feed)

@@ -1,5 +1,6 @@
 #include "gateway/handlers.hpp"
 
+#include "cluster/shard_table.hpp"
 #include "protocols/metrics.hpp"
 
 namespace emporium::gateway::handlers {
@@ -11,6 +12,9 @@ void healthz(exchange& x) {
 }
 
 void readyz(exchange& x) {
+  if (auto* shards = x.shards(); shards && !shards->ready)
+    return x.fail(errc::unavailable, "this node is not up: it has not joined, holds not all of "
+                                     "its shards, or is draining");
   x.ask<ok_atom>(x.health(), caf::make_message(ping_atom_v), [](exchange& x, caf::expected<ok_atom> r) {
     if (r)
       x.respond(200, {{"status", "ready"}});

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -68,6 +69,9 @@ route_match match_route(const std::vector<route>& table, method m, std::string_v
 
 /// "GET", "PUT", ... for logs and metrics.
 const char* method_name(method m) noexcept;
+
+/// The raw value of query parameter `name` in `target`, if present.
+std::optional<std::string_view> query_param(std::string_view target, std::string_view name);
 
 /// %XX-decodes one path segment; false when an escape is malformed.
 bool percent_decode(std::string_view in, std::string& out);

@@ -45,6 +45,12 @@ struct gateway_deps {
   std::shared_ptr<const cluster::stock_view> stock_view;
   /// Live changes for the storefront WebSocket (null: /v1/ws is 404).
   std::shared_ptr<cluster::live_feed> feed;
+  /// Shards, leases and membership as this node sees them (null: a router
+  /// without a cluster, as in some tests: /v1/cluster is 404, readiness asks
+  /// only PostgreSQL).
+  std::shared_ptr<const cluster::shard_table> shards;
+  /// The membership table (protocols::membership_actor), for the drain route.
+  caf::actor membership;
 };
 
 /// The Boost.Beast HTTP/1.1 front door: async, keep-alive, one strand per

@@ -13,6 +13,8 @@ caf::expected<int> migrate(const std::string& dsn) {
     pqxx::connection conn{with_client_timeouts(dsn)};
     {
       pqxx::work tx{conn};
+      // Nodes starting together on a fresh database: one creates the table.
+      tx.exec("SELECT pg_advisory_xact_lock(4242001)");
       tx.exec("CREATE TABLE IF NOT EXISTS schema_migrations ("
               "version int PRIMARY KEY, name text NOT NULL, "
               "applied_at timestamptz NOT NULL DEFAULT now())");

@@ -22,10 +22,20 @@ using namespace protocols;
 
 // -- SQL, as named constants ----------------------------------------------------
 
+/// The lease row a write is fenced by: the shard ($shard) still at the write's
+/// epoch ($epoch). Epoch 0 is an unfenced write (tests of the store alone; a
+/// node's store refuses it before any SQL, see pg_store_config::require_fence).
+std::string lease_sql(const char* shard, const char* epoch) {
+  return std::string{"SELECT 1 WHERE "} + epoch + "::bigint = 0 UNION ALL "
+         "SELECT 1 FROM shard_leases WHERE shard = " + shard + "::integer AND epoch = " + epoch;
+}
+
 // One batch = one prepared autocommit statement (one round trip, planned
 // once per connection): data-modifying CTEs insert the events and upsert the
 // holds only if the version-checked write of the level matched. Events and
-// holds travel as arrays; the metadata JSON is built by PostgreSQL.
+// holds travel as arrays; the metadata JSON is built by PostgreSQL. The level
+// is written only while the shard's lease still has the batch's epoch ($24,
+// $25: fencing); the answer says which check refused.
 constexpr const char* batch_tail_sql
   = ", written_events AS ("
     "  INSERT INTO events (event_id, aggregate_type, aggregate_id, event_version, event_type,"
@@ -46,21 +56,25 @@ constexpr const char* batch_tail_sql
     "  ON CONFLICT (reservation_id, sku, warehouse) DO UPDATE SET"
     "    quantity = EXCLUDED.quantity, expires_at = EXCLUDED.expires_at,"
     "    status = EXCLUDED.status, updated_at = now())"
-    " SELECT count(*) FROM level";
+    " SELECT (SELECT count(*) FROM level), EXISTS (SELECT 1 FROM lease)";
 
 /// $9 is the expected version; the insert variant (a new pair) ignores it.
 const std::string update_batch_sql
-  = std::string{"WITH level AS (UPDATE stock_levels SET on_hand = $3, reserved = $4, "
-                "committed = $5, low_stock_threshold = $6, version = $7, last_seq = $8, "
-                "updated_at = now() WHERE sku = $1 AND warehouse = $2 AND version = $9 "
-                "RETURNING 1)"}
+  = std::string{"WITH lease AS ("}
+    + lease_sql("$24", "$25")
+    + "), level AS (UPDATE stock_levels SET on_hand = $3, reserved = $4, "
+      "committed = $5, low_stock_threshold = $6, version = $7, last_seq = $8, "
+      "updated_at = now() WHERE sku = $1 AND warehouse = $2 AND version = $9 "
+      "AND EXISTS (SELECT 1 FROM lease) RETURNING 1)"
     + batch_tail_sql;
 
 const std::string insert_batch_sql
-  = std::string{"WITH level AS (INSERT INTO stock_levels (sku, warehouse, on_hand, reserved, "
-                "committed, low_stock_threshold, version, last_seq) "
-                "SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE $9::bigint = 0 "
-                "ON CONFLICT DO NOTHING RETURNING 1)"}
+  = std::string{"WITH lease AS ("}
+    + lease_sql("$24", "$25")
+    + "), level AS (INSERT INTO stock_levels (sku, warehouse, on_hand, reserved, "
+      "committed, low_stock_threshold, version, last_seq) "
+      "SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE $9::bigint = 0 "
+      "AND EXISTS (SELECT 1 FROM lease) ON CONFLICT DO NOTHING RETURNING 1)"
     + batch_tail_sql;
 
 // An entity write: the version-checked write of its row, then its events only
@@ -76,19 +90,25 @@ constexpr const char* entity_tail_sql
     "  FROM unnest($10::uuid[], $11::bigint[], $12::text[], $13::bigint[], $14::jsonb[],"
     "    $15::text[], $16::text[], $17::text[]) AS e(id, v, t, ms, d, corr, cause, usr)"
     "  WHERE EXISTS (SELECT 1 FROM row))"
-    " SELECT count(*) FROM row";
+    " SELECT (SELECT count(*) FROM row), EXISTS (SELECT 1 FROM lease)";
 
 const std::string entity_update_sql
-  = std::string{"WITH row AS (UPDATE entity_state SET version = $4, owner = $5, status = $6, "
-                "state = $7::jsonb, updated_at = to_timestamp($8 / 1000.0) "
-                "WHERE aggregate_type = $1 AND aggregate_id = $2 AND version = $3 RETURNING 1)"}
+  = std::string{"WITH lease AS ("}
+    + lease_sql("$18", "$19")
+    + "), row AS (UPDATE entity_state SET version = $4, owner = $5, status = $6, "
+      "state = $7::jsonb, updated_at = to_timestamp($8 / 1000.0) "
+      "WHERE aggregate_type = $1 AND aggregate_id = $2 AND version = $3 "
+      "AND EXISTS (SELECT 1 FROM lease) RETURNING 1)"
     + entity_tail_sql;
 
 const std::string entity_insert_sql
-  = std::string{"WITH row AS (INSERT INTO entity_state (aggregate_type, aggregate_id, version, "
-                "owner, status, state, updated_at) "
-                "SELECT $1, $2, $4, $5, $6, $7::jsonb, to_timestamp($8 / 1000.0) "
-                "WHERE $3::bigint = 0 ON CONFLICT DO NOTHING RETURNING 1)"}
+  = std::string{"WITH lease AS ("}
+    + lease_sql("$18", "$19")
+    + "), row AS (INSERT INTO entity_state (aggregate_type, aggregate_id, version, "
+      "owner, status, state, updated_at) "
+      "SELECT $1, $2, $4, $5, $6, $7::jsonb, to_timestamp($8 / 1000.0) "
+      "WHERE $3::bigint = 0 AND EXISTS (SELECT 1 FROM lease) "
+      "ON CONFLICT DO NOTHING RETURNING 1)"
     + entity_tail_sql;
 
 constexpr const char* load_entity_sql
@@ -120,12 +140,56 @@ constexpr const char* locate_sql
   = "SELECT sku, warehouse, quantity, (extract(epoch FROM expires_at) * 1000)::bigint, "
     "status, owner FROM stock_holds WHERE reservation_id = $1 ORDER BY warehouse";
 
+// -- membership and leases (one round of a node's coordinator) ------------------
+
+constexpr const char* heartbeat_sql
+  = "INSERT INTO cluster_nodes (id, incarnation, http_address, cluster_address, status, actors) "
+    "VALUES ($1, $2, $3, $4, $5, $6) "
+    "ON CONFLICT (id) DO UPDATE SET incarnation = EXCLUDED.incarnation, "
+    "  http_address = EXCLUDED.http_address, cluster_address = EXCLUDED.cluster_address, "
+    "  status = EXCLUDED.status, actors = EXCLUDED.actors, heartbeat_at = now(), "
+    "  drain_requested = cluster_nodes.drain_requested "
+    "    AND cluster_nodes.incarnation = EXCLUDED.incarnation, "
+    "  started_at = CASE WHEN cluster_nodes.incarnation = EXCLUDED.incarnation "
+    "    THEN cluster_nodes.started_at ELSE now() END";
+
+// A release bumps the epoch too: nothing written under the old one commits.
+constexpr const char* release_sql
+  = "UPDATE shard_leases SET node = NULL, incarnation = NULL, epoch = epoch + 1, "
+    "expires_at = '-infinity' WHERE incarnation = $1 AND shard = ANY($2::integer[])";
+
+constexpr const char* renew_sql
+  = "UPDATE shard_leases SET expires_at = now() + $2 * interval '1 millisecond' "
+    "WHERE incarnation = $1 AND expires_at > now()";
+
+// Only a free or lapsed lease is taken, and taking it bumps its epoch.
+constexpr const char* acquire_sql
+  = "INSERT INTO shard_leases (shard, node, incarnation, epoch, expires_at) "
+    "SELECT s, $1, $2, 1, now() + $3 * interval '1 millisecond' FROM unnest($4::integer[]) s "
+    "ON CONFLICT (shard) DO UPDATE SET node = EXCLUDED.node, incarnation = EXCLUDED.incarnation, "
+    "  epoch = shard_leases.epoch + 1, expires_at = EXCLUDED.expires_at "
+    "WHERE shard_leases.expires_at <= now()";
+
+constexpr const char* members_sql
+  = "SELECT id, incarnation, http_address, cluster_address, status, actors, "
+    "heartbeat_at > now() - $1 * interval '1 millisecond', drain_requested "
+    "FROM cluster_nodes ORDER BY id";
+
+constexpr const char* leases_sql
+  = "SELECT shard, coalesce(node, ''), coalesce(incarnation, ''), epoch, expires_at > now() "
+    "FROM shard_leases ORDER BY shard";
+
+constexpr const char* request_drain_sql
+  = "UPDATE cluster_nodes SET drain_requested = true WHERE id = $1 "
+    "AND status IN ('joining', 'up', 'draining') AND heartbeat_at > now() - interval '1 minute'";
+
 // -- metrics --------------------------------------------------------------------
 
 struct store_metrics {
   prometheus::Histogram* batch_events;
   prometheus::Histogram* commit_seconds;
   prometheus::Counter* failures;
+  prometheus::Counter* fenced;
 
   static store_metrics& get() {
     static store_metrics instance = [] {
@@ -142,10 +206,14 @@ struct store_metrics {
                       .Name("emporium_store_failures_total")
                       .Help("Store operations that failed")
                       .Register(reg);
+      auto& fenced = prometheus::BuildCounter()
+                       .Name("emporium_fenced_writes_total")
+                       .Help("Writes refused because their shard's lease epoch had moved on")
+                       .Register(reg);
       return store_metrics{
         &size.Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64,
                                                               128, 256, 512, 1024}),
-        &latency.Add({}, metrics::latency_buckets()), &fails.Add({})};
+        &latency.Add({}, metrics::latency_buckets()), &fails.Add({}), &fenced.Add({})};
     }();
     return instance;
   }
@@ -263,6 +331,17 @@ struct event_columns {
   }
 };
 
+/// The answer of a write statement: (rows written, lease still current).
+ok_atom written(const pqxx::result& r) {
+  if (r[0][0].as<int64_t>() == 1)
+    return ok_atom_v;
+  if (!r[0][1].as<bool>()) {
+    store_metrics::get().fenced->Increment();
+    throw caf::make_error(errc::fenced); // the shard moved to another owner
+  }
+  throw caf::make_error(errc::conflict); // another writer moved the entity
+}
+
 ok_atom write_batch(pqxx::nontransaction& tx, const stock_batch& b) {
   const auto& l = b.after;
   const auto& ev = b.events;
@@ -279,10 +358,9 @@ ok_atom write_batch(pqxx::nontransaction& tx, const stock_batch& b) {
     array_literal(hs, [](const H& h) { return h.quantity; }),
     array_literal(hs, [](const H& h) { return h.expires_at_ms; }),
     array_literal(hs, [](const H& h) -> const std::string& { return h.status; }),
-    array_literal(hs, [](const H& h) -> const std::string& { return h.owner; }));
-  if (r[0][0].as<int64_t>() != 1)
-    throw caf::make_error(errc::conflict); // another writer moved the pair
-  return ok_atom_v;
+    array_literal(hs, [](const H& h) -> const std::string& { return h.owner; }),
+    static_cast<int64_t>(b.under.shard), b.under.epoch);
+  return written(r);
 }
 
 ok_atom write_entity(pqxx::nontransaction& tx, const entity_write& w) {
@@ -293,10 +371,9 @@ ok_atom write_entity(pqxx::nontransaction& tx, const entity_write& w) {
   auto r = tx.exec_prepared(
     w.expected_version == 0 ? "entity_insert" : "entity_update", a.aggregate_type,
     a.aggregate_id, w.expected_version, a.version, a.owner, a.status, a.state_json.empty() ? std::string{"{}"} : a.state_json, a.updated_at_ms, node,
-    c.ids, c.versions, c.types, c.times, c.data, c.correlations, c.causations, c.users);
-  if (r[0][0].as<int64_t>() != 1)
-    throw caf::make_error(errc::conflict); // another writer moved the entity
-  return ok_atom_v;
+    c.ids, c.versions, c.types, c.times, c.data, c.correlations, c.causations, c.users,
+    static_cast<int64_t>(w.under.shard), w.under.epoch);
+  return written(r);
 }
 
 entity_record read_entity(pqxx::work& tx, const load_entity& q) {
@@ -367,12 +444,22 @@ reservation_rows read_reservation(pqxx::work& tx, const std::string& id) {
   return out;
 }
 
+/// A write without a shard epoch reached a store that requires one: a bug,
+/// refused rather than written unfenced.
+caf::error unfenced(const char* what) {
+  store_metrics::get().fenced->Increment();
+  log()->error("event=store_unfenced_write op={}", what);
+  return caf::make_error(errc::fenced);
+}
+
 store_actor::behavior_type
 pg_worker(store_actor::stateful_pointer<worker_state> self, pg_store_config cfg) {
   self->state.dsn = with_client_timeouts(cfg.dsn);
   self->state.statement_timeout = cfg.statement_timeout;
   return {
     [=](stock_batch& b) -> caf::result<ok_atom> {
+      if (cfg.require_fence && b.under.epoch == 0)
+        return unfenced("write_batch");
       auto& m = store_metrics::get();
       auto start = std::chrono::steady_clock::now();
       auto res = self->state.run<pqxx::nontransaction>(
@@ -383,6 +470,8 @@ pg_worker(store_actor::stateful_pointer<worker_state> self, pg_store_config cfg)
       return res;
     },
     [=](entity_write& w) -> caf::result<ok_atom> {
+      if (cfg.require_fence && w.under.epoch == 0)
+        return unfenced("entity_write");
       return self->state.run<pqxx::nontransaction>(
         "entity_write", [&](pqxx::nontransaction& tx) { return write_entity(tx, w); });
     },
@@ -406,6 +495,49 @@ pg_worker(store_actor::stateful_pointer<worker_state> self, pg_store_config cfg)
     [=](ping_atom) -> caf::result<ok_atom> {
       return self->state.run("ping", [](pqxx::work& tx) {
         tx.exec("SELECT 1");
+        return ok_atom_v;
+      });
+    },
+  };
+}
+
+cluster_state run_round(pqxx::work& tx, const cluster_tick& t) {
+  const auto& m = t.self;
+  tx.exec_params(heartbeat_sql, m.id, m.incarnation, m.http_address, m.cluster_address, m.status,
+                 m.actors);
+  auto ints = [](const std::vector<uint32_t>& xs) {
+    return array_literal(xs, [](uint32_t x) { return static_cast<int64_t>(x); });
+  };
+  if (!t.release.empty())
+    tx.exec_params(release_sql, m.incarnation, ints(t.release));
+  tx.exec_params(renew_sql, m.incarnation, t.lease_ms);
+  if (!t.acquire.empty())
+    tx.exec_params(acquire_sql, m.id, m.incarnation, t.lease_ms, ints(t.acquire));
+  cluster_state out;
+  for (const auto& row : tx.exec_params(members_sql, t.lease_ms))
+    out.members.push_back(member{row[0].as<std::string>(), row[1].as<std::string>(),
+                                 row[2].as<std::string>(), row[3].as<std::string>(),
+                                 row[4].as<std::string>(), row[5].as<int64_t>(),
+                                 row[6].as<bool>(), row[7].as<bool>()});
+  for (const auto& row : tx.exec(leases_sql))
+    out.leases.push_back(shard_lease{row[0].as<uint32_t>(), row[1].as<std::string>(),
+                                     row[2].as<std::string>(), row[3].as<int64_t>(),
+                                     row[4].as<bool>()});
+  return out;
+}
+
+membership_actor::behavior_type
+membership_worker(membership_actor::stateful_pointer<worker_state> self, pg_store_config cfg) {
+  self->state.dsn = with_client_timeouts(cfg.dsn);
+  self->state.statement_timeout = cfg.statement_timeout;
+  return {
+    [=](cluster_tick& t) -> caf::result<cluster_state> {
+      return self->state.run("cluster_round", [&](pqxx::work& tx) { return run_round(tx, t); });
+    },
+    [=](request_drain& q) -> caf::result<ok_atom> {
+      return self->state.run("request_drain", [&](pqxx::work& tx) -> ok_atom {
+        if (tx.exec_params(request_drain_sql, q.node).affected_rows() == 0)
+          throw caf::make_error(errc::not_found, std::string{"no such node in the cluster"});
         return ok_atom_v;
       });
     },
@@ -441,6 +573,19 @@ caf::behavior dispatcher(caf::event_based_actor* self, std::vector<caf::actor> w
   };
 }
 
+/// The membership worker's front, on the scheduler: handles to it may be
+/// held anywhere (the gateway's drain route); the detached worker behind it is
+/// linked, so it stops with the front, and only the front's behavior refers to
+/// it, so nothing keeps its thread once the front is gone.
+membership_actor::behavior_type membership_front(membership_actor::pointer self,
+                                                 membership_actor worker) {
+  self->link_to(worker);
+  return {
+    [=](cluster_tick& t) { return self->delegate(worker, std::move(t)); },
+    [=](request_drain& q) { return self->delegate(worker, std::move(q)); },
+  };
+}
+
 } // namespace
 
 std::string with_client_timeouts(const std::string& dsn) {
@@ -458,6 +603,10 @@ std::string with_client_timeouts(const std::string& dsn) {
       out += " " + std::string{key} + "=" + value;
   }
   return out;
+}
+
+protocols::membership_actor spawn_membership(caf::actor_system& sys, const pg_store_config& cfg) {
+  return sys.spawn(membership_front, sys.spawn<caf::detached>(membership_worker, cfg));
 }
 
 protocols::store_actor spawn_pg_store(caf::actor_system& sys, const pg_store_config& cfg) {

@@ -16,6 +16,9 @@ struct pg_store_config {
   /// the store then answers `unavailable` with nothing written, a definite
   /// outcome the actors can rely on.
   std::chrono::milliseconds statement_timeout{5000};
+  /// Refuse writes without a shard epoch (a node's store; tests of the store
+  /// alone write unfenced).
+  bool require_fence = false;
 };
 
 /// The DSN with libpq client timeouts added unless already set (connect 5 s,
@@ -31,5 +34,10 @@ std::string with_client_timeouts(const std::string& dsn);
 /// reads go round robin. A lost connection answers `unavailable` and is
 /// reopened on the next request.
 protocols::store_actor spawn_pg_store(caf::actor_system& sys, const pg_store_config& cfg);
+
+/// The membership table and shard leases (migration 006): one detached worker
+/// with a connection of its own, so a coordinator's round never waits behind
+/// the store's writes. Uses cfg.dsn and cfg.statement_timeout.
+protocols::membership_actor spawn_membership(caf::actor_system& sys, const pg_store_config& cfg);
 
 } // namespace emporium::persistence

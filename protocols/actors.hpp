@@ -22,6 +22,7 @@ using stock_actor = caf::typed_actor<
   caf::replies_to<get_stock_level>::with<stock_level>,
   caf::replies_to<get_hold>::with<hold_view>,
   caf::replies_to<passivate_atom>::with<bool>, ///< true: idle, may stop
+  caf::replies_to<handoff_atom>::with<bool>,   ///< true: no write under way, may move
   caf::reacts_to<expire_atom>>;
 
 /// What each kind of entity answers (response_of in entity.hpp says the
@@ -41,17 +42,20 @@ using sku_actor = caf::typed_actor<
   caf::replies_to<get_reservation>::with<reservation>,
   caf::replies_to<release_reservation>::with<reservation>,
   caf::replies_to<passivate_atom>::with<bool>,
+  caf::replies_to<handoff_atom>::with<bool>,
   caf::reacts_to<resume_atom, uint64_t>>; ///< its own timer: retry a failed release
 
 using product_actor = caf::typed_actor<caf::replies_to<get_product>::with<product>,
                                        caf::replies_to<put_product>::with<product>,
-                                       caf::replies_to<passivate_atom>::with<bool>>;
+                                       caf::replies_to<passivate_atom>::with<bool>,
+                                       caf::replies_to<handoff_atom>::with<bool>>;
 
 using cart_actor = caf::typed_actor<caf::replies_to<create_cart>::with<cart_view>,
                                     caf::replies_to<get_cart>::with<cart_view>,
                                     caf::replies_to<set_cart_item>::with<cart_view>,
                                     caf::replies_to<checkout_cart>::with<order_view>,
                                     caf::replies_to<passivate_atom>::with<bool>,
+                                    caf::replies_to<handoff_atom>::with<bool>,
                                     caf::reacts_to<expire_atom>>;
 
 using order_actor = caf::typed_actor<caf::replies_to<place_order>::with<order_view>,
@@ -59,18 +63,25 @@ using order_actor = caf::typed_actor<caf::replies_to<place_order>::with<order_vi
                                      caf::replies_to<get_order_events>::with<std::vector<domain_event>>,
                                      caf::replies_to<order_action>::with<order_view>,
                                      caf::reacts_to<resume_atom>,
-                                     caf::replies_to<passivate_atom>::with<bool>>;
+                                     caf::replies_to<passivate_atom>::with<bool>,
+                                       caf::replies_to<handoff_atom>::with<bool>>;
 
 /// A reservation found by its id (it asks the store which SKU holds it).
 using reservation_actor = caf::typed_actor<caf::replies_to<find_reservation>::with<reservation>,
                                            caf::replies_to<drop_reservation>::with<reservation>,
-                                           caf::replies_to<passivate_atom>::with<bool>>;
+                                           caf::replies_to<passivate_atom>::with<bool>,
+                                       caf::replies_to<handoff_atom>::with<bool>>;
 
 /// The payment adapter (payments/): one provider call per message.
 using payment_actor = caf::typed_actor<caf::replies_to<payment_call>::with<payment_outcome>>;
 
 /// Whether PostgreSQL answers: what readiness asks (the store implements it).
 using health_actor = caf::typed_actor<caf::replies_to<ping_atom>::with<ok_atom>>;
+
+/// Membership and leases in PostgreSQL (persistence/membership.cpp): one
+/// round of the cluster coordinator per message.
+using membership_actor = caf::typed_actor<caf::replies_to<cluster_tick>::with<cluster_state>,
+                                          caf::replies_to<request_drain>::with<ok_atom>>;
 
 /// The PostgreSQL store (a pool of detached workers behind one handle).
 using store_actor = caf::typed_actor<

@@ -18,6 +18,7 @@ std::string_view to_string(errc x) noexcept {
     case errc::rate_limited: return "rate_limited";
     case errc::unavailable: return "unavailable";
     case errc::internal: return "internal";
+    case errc::fenced: return "unavailable";
   }
   return "internal";
 }

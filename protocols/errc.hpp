@@ -24,6 +24,9 @@ enum class errc : uint8_t {
   rate_limited,
   unavailable,
   internal,
+  /// A write refused because its shard's lease moved on (fencing). The client
+  /// sees 503 `unavailable`; the entity stops, since another node may own it.
+  fenced,
 };
 
 /// The contract's code string, e.g. "insufficient_stock".

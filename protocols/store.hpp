@@ -1,5 +1,6 @@
 #pragma once
 
+#include "protocols/cluster.hpp"
 #include "protocols/inventory.hpp"
 
 #include <cstdint>
@@ -34,13 +35,15 @@ struct pair_snapshot {
 };
 
 /// One group-commit transaction of one pair: the events, the level after
-/// them, and every hold whose row changed. Fails with `conflict` unless the
+/// them, and every hold whose row changed. Fails with `fenced` when `under`
+/// is no longer the shard's epoch, with `conflict` unless the
 /// stored version still equals `expected_version`.
 struct stock_batch {
   int64_t expected_version = 0;
   stock_level after;
   std::vector<domain_event> events;
   std::vector<hold_view> hold_changes;
+  fence under; ///< the shard epoch it is written under (see protocols/cluster.hpp)
   bool operator==(const stock_batch&) const = default;
 };
 
@@ -83,12 +86,13 @@ struct entity_record {
 };
 
 /// Writes `after` and appends `events` in one transaction -> ok_atom; fails
-/// with `conflict` unless the stored version equals `expected_version` (0: the
+/// with `fenced` when `under` is no longer the shard's epoch, with `conflict` unless the stored version equals `expected_version` (0: the
 /// entity must not exist yet).
 struct entity_write {
   int64_t expected_version = 0;
   entity_record after;
   std::vector<domain_event> events;
+  fence under; ///< the shard epoch it is written under
   bool operator==(const entity_write&) const = default;
 };
 
@@ -112,7 +116,7 @@ typename Inspector::result_type inspect(Inspector& f, pair_snapshot& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, stock_batch& x) {
   return f(caf::meta::type_name("stock_batch"), x.expected_version, x.after,
-           x.events, x.hold_changes);
+           x.events, x.hold_changes, x.under);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, load_sku& x) {
@@ -138,7 +142,8 @@ typename Inspector::result_type inspect(Inspector& f, entity_record& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, entity_write& x) {
-  return f(caf::meta::type_name("entity_write"), x.expected_version, x.after, x.events);
+  return f(caf::meta::type_name("entity_write"), x.expected_version, x.after, x.events,
+           x.under);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, load_entity& x) {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "protocols/cluster.hpp"
 #include "protocols/commerce.hpp"
 #include "protocols/entity.hpp"
 #include "protocols/inventory.hpp"
@@ -84,6 +85,15 @@ CAF_ADD_TYPE_ID(emporium, (std::vector<emporium::protocols::hold_view>))
 CAF_ADD_TYPE_ID(emporium, (std::vector<emporium::protocols::allocation>))
 CAF_ADD_TYPE_ID(emporium, (std::vector<emporium::protocols::domain_event>))
 CAF_ADD_TYPE_ID(emporium, (std::vector<emporium::protocols::pair_snapshot>))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::fence))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::member))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::shard_lease))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::cluster_tick))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::cluster_state))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::request_drain))
+CAF_ADD_TYPE_ID(emporium, (std::vector<emporium::protocols::member>))
+CAF_ADD_TYPE_ID(emporium, (std::vector<emporium::protocols::shard_lease>))
+CAF_ADD_TYPE_ID(emporium, (std::vector<uint32_t>))
 
 CAF_ADD_ATOM(emporium, emporium::protocols, route_atom, "route")
 CAF_ADD_ATOM(emporium, emporium::protocols, expire_atom, "expire")
@@ -93,5 +103,10 @@ CAF_ADD_ATOM(emporium, emporium::protocols, ok_atom, "ok")
 CAF_ADD_ATOM(emporium, emporium::protocols, ping_atom, "ping")
 CAF_ADD_ATOM(emporium, emporium::protocols, resume_atom, "resume")
 CAF_ADD_ATOM(emporium, emporium::protocols, tick_atom, "tick")
+CAF_ADD_ATOM(emporium, emporium::protocols, handoff_atom, "handoff")
+CAF_ADD_ATOM(emporium, emporium::protocols, owners_atom, "owners")
+CAF_ADD_ATOM(emporium, emporium::protocols, forward_atom, "forward")
+CAF_ADD_ATOM(emporium, emporium::protocols, drain_atom, "drain")
+CAF_ADD_ATOM(emporium, emporium::protocols, dial_atom, "dial")
 
 CAF_END_TYPE_ID_BLOCK(emporium)

@@ -26,10 +26,15 @@ class Cli(unittest.TestCase):
         self.assertEqual(code, 2, out)
         self.assertIn("--http (EMPORIUM_HTTP): port must be from 1 to 65535, got '99999'", out)
 
-    def test_seeds_are_refused_not_ignored(self):
-        code, out = run(["serve", "--seeds", "127.0.0.1:7070"])
+    def test_a_malformed_seed_exits_2_naming_the_variable(self):
+        code, out = run(["serve", "--seeds", "127.0.0.1:7070,nohost"])
         self.assertEqual(code, 2, out)
         self.assertIn("EMPORIUM_SEEDS", out)
+
+    def test_a_public_cluster_address_without_certificates_refuses_to_start(self):
+        code, out = run(["serve"], EMPORIUM_CLUSTER="0.0.0.0:7070")
+        self.assertEqual(code, 2, out)
+        self.assertIn("not a loopback address", out)
 
     def test_a_malformed_number_exits_2(self):
         code, out = run(["serve"], EMPORIUM_STORE_CONNECTIONS="four")

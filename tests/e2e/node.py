@@ -89,13 +89,15 @@ class Node:
     def __init__(self, dsn, **env):
         self.dsn = dsn
         self.port = free_port()
+        self.cluster_port = free_port()
         self.extra = env
         self.proc = None
 
     def start(self):
         env = dict(os.environ, EMPORIUM_PG=self.dsn, EMPORIUM_HTTP="127.0.0.1:%d" % self.port,
                    EMPORIUM_JWT_SECRET=SECRET, EMPORIUM_KAFKA="embedded",
-                   EMPORIUM_LOG_FORMAT="text", SPDLOG_LEVEL="warn")
+                   EMPORIUM_LOG_FORMAT="text", SPDLOG_LEVEL="warn",
+                   EMPORIUM_CLUSTER="127.0.0.1:%d" % self.cluster_port)
         env.update(self.extra)
         self.out = tempfile.TemporaryFile(mode="w+")
         self.proc = spawn([BIN, "serve"], env=env, stdout=self.out)
