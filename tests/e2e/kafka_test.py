@@ -200,8 +200,15 @@ class Outage(OutboxChecks):
                 for i in range(n):
                     sku = skus[i % len(skus)]
                     seq[sku] += 1
-                    st, body, _ = node.request("PUT", "/v1/warehouses/w1/stock/" + sku,
-                                               {"on_hand": seq[sku], "seq": seq[sku]}, WH1)
+                    # The two nodes are a cluster: right after the kill, a key the dead node
+                    # owned answers 503 until its lease lapses, and a client retries.
+                    deadline = time.time() + 10
+                    while True:
+                        st, body, _ = node.request("PUT", "/v1/warehouses/w1/stock/" + sku,
+                                                   {"on_hand": seq[sku], "seq": seq[sku]}, WH1)
+                        if st != 503 or time.time() > deadline:
+                            break
+                        time.sleep(0.1)
                     self.assertEqual(st, 200, body)
 
             skus = ["OUT%d" % i for i in range(8)]
@@ -257,8 +264,15 @@ class Failover(OutboxChecks):
                 for i in range(n):
                     sku = "FO%d" % (i % 5)
                     seq[sku] += 1
-                    st, body, _ = node.request("PUT", "/v1/warehouses/w1/stock/" + sku,
-                                               {"on_hand": seq[sku], "seq": seq[sku]}, WH1)
+                    # The two nodes are a cluster: right after the kill, a key the dead node
+                    # owned answers 503 until its lease lapses, and a client retries.
+                    deadline = time.time() + 10
+                    while True:
+                        st, body, _ = node.request("PUT", "/v1/warehouses/w1/stock/" + sku,
+                                                   {"on_hand": seq[sku], "seq": seq[sku]}, WH1)
+                        if st != 503 or time.time() > deadline:
+                            break
+                        time.sleep(0.1)
                     self.assertEqual(st, 200, body)
 
             push(active, 300)
