@@ -7,6 +7,8 @@
 #   read p50/p99 at 70% of the measured read maximum
 #   checkouts/s end to end; stock change -> 1 000 WebSocket subscribers (p50/p99);
 #   warehouse push items/s acked durable; outbox relay events/s to the embedded broker
+#   cluster (bench/cluster.sh): reservations through a non-owner vs the owner, rebalance
+#     after kill -9, drain of a node hosting 100 000 SKUs
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -109,6 +111,12 @@ relay=$(python3 bench/relay.py $HTTP_PORT "$PG" 200000)
 echo "$relay"
 jf() { python3 -c "import json,sys; print(json.loads(sys.argv[1])['$2'])" "$1"; }
 
+kill -TERM "$node_pid"; wait "$node_pid" || true; node_pid="" # the cluster runs alone
+echo "== cluster (bench/cluster.sh)"
+cl=$(bench/cluster.sh "$PG")
+echo "$cl"
+cl_line() { echo "$cl" | grep "^cluster_$1 "; }
+
 res_rps=$(echo "$res" | field rps)
 pg_tps=$(echo "$pg" | tps)
 hello_rps=$(echo "$hello" | field rps)
@@ -119,10 +127,14 @@ python3 - "$res_rps" "$pg_tps" "$read_max" "$hello_rps" "$(echo "$paced" | field
   "$(echo "$chk" | field checkout_rps)" "$(echo "$chk" | field saga_p50_ms)" "$(echo "$chk" | field saga_p99_ms)" \
   "$(echo "$chk" | field accept_p50_ms)" "$(echo "$chk" | field accept_p99_ms)" \
   "$(jf "$fan" p50_ms)" "$(jf "$fan" p99_ms)" "$(jf "$push" items_per_s)" "$(echo "$relay" | field relay_eps)" \
-  "$flash_rps" "$pg_flash_tps" "$(echo "$flash" | field p50_ms)" "$(echo "$flash" | field p99_ms)" "$CONNS" "$FLASH" <<'PY'
+  "$flash_rps" "$pg_flash_tps" "$(echo "$flash" | field p50_ms)" "$(echo "$flash" | field p99_ms)" "$CONNS" "$FLASH" \
+  "$(cl_line owner | field rps)" "$(cl_line far | field rps)" "$(cl_line far | field ratio)" \
+  "$(cl_line far | field added_p50_ms)" "$(cl_line far | field added_p99_ms)" \
+  "$(cl_line rebalance | field seconds)" "$(cl_line drain | field seconds)" "$(cl_line drain | field actors)" <<'PY'
 import sys
 (res, pg, reads, hello, p50, p99, rp50, rp99, chk, s50, s99, a50, a99, f50, f99, push, relay,
- flash, pgf, fp50, fp99, conns, fconns) = map(float, sys.argv[1:])
+ flash, pgf, fp50, fp99, conns, fconns, own, far, ratio, add50, add99, rebalance, drain,
+ actors) = map(float, sys.argv[1:])
 print()
 print("| measure | value | baseline | ratio | target |")
 print("|---|---|---|---|---|")
@@ -134,4 +146,7 @@ print("| checkouts/s end to end (202 p50 %.2f / p99 %.2f ms) | %.0f | saga p50 %
 print("| stock change -> 1000 WebSocket subscribers | p50 %.2f ms | p99 %.2f ms | | |" % (f50, f99))
 print("| warehouse push items/s, acked durable | %.0f | | | |" % push)
 print("| outbox relay events/s to the embedded broker | %.0f | | | |" % relay)
+print("| cluster: hot-SKU reservations/s through a non-owner (+%.2f ms p50, +%.2f ms p99) | %.0f | owner %.0f | %.2fx | |" % (add50, add99, far, own, ratio))
+print("| cluster: rebalance after kill -9 of the owner | %.2f s | | | <= 2 s |" % rebalance)
+print("| cluster: drain of a node with %.0f live actors, SIGTERM to exit | %.2f s | | | |" % (actors, drain))
 PY

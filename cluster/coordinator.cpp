@@ -89,6 +89,9 @@ struct coordinator_state {
   std::chrono::steady_clock::time_point handoff_started;
   std::map<std::string, peer> peers;   ///< by node id
   bool round_in_flight = false;
+  /// After a peer went down: rounds every lease/10 until then, so its shards
+  /// are taken soon after its leases lapse, not up to a round later.
+  std::chrono::steady_clock::time_point fast_until;
   bool asking_router = false;
   bool left = false;
 };
@@ -319,9 +322,12 @@ void round(self_ptr self) {
         self->state.round_in_flight = false;
         coordinator_metrics::get().renewals->Increment();
         if (status_sent == "left") {
+          // Linger one lease before saying so: peers whose routes still name
+          // this node get `fenced` answers (and retry at the new owner) rather
+          // than a closed connection, whose lost requests they could not
+          // tell from requests a crash interrupted.
           self->state.table->set_snapshot({self->state.cfg.self.id, "left", cs});
-          if (self->state.cfg.on_left)
-            self->state.cfg.on_left();
+          self->delayed_send(self, self->state.cfg.lease, drain_atom_v, true);
           return;
         }
         apply(self, cs, sent, released);
@@ -369,6 +375,7 @@ caf::behavior coordinator(self_ptr self, coordinator_config cfg, membership_acto
       }
     // Routes without it from the next round on (redialled then, if it is
     // alive); its shards are taken once its leases lapse.
+    self->state.fast_until = std::chrono::steady_clock::now() + 2 * self->state.cfg.lease;
   });
   self->send(self, tick_atom_v);
   return {
@@ -376,7 +383,11 @@ caf::behavior coordinator(self_ptr self, coordinator_config cfg, membership_acto
       if (self->state.left)
         return;
       round(self);
-      self->delayed_send(self, round_every(self->state.cfg), tick_atom_v);
+      auto& st = self->state;
+      auto fast = std::chrono::steady_clock::now() < st.fast_until;
+      self->delayed_send(self, fast ? std::max(std::chrono::milliseconds{10}, st.cfg.lease / 10)
+                                    : round_every(st.cfg),
+                         tick_atom_v);
     },
     [self](handoff_atom) { continue_handoff(self); },
     [self](dial_atom, const std::string& id, const std::string& incarnation, caf::actor& endpoint) {
@@ -387,6 +398,10 @@ caf::behavior coordinator(self_ptr self, coordinator_config cfg, membership_acto
       self->monitor(endpoint);
       p.endpoint = std::move(endpoint);
       log()->info("event=peer_connected node={} via=its_dial", id);
+    },
+    [self](drain_atom, bool) {
+      if (self->state.cfg.on_left)
+        self->state.cfg.on_left();
     },
     [self](drain_atom) {
       auto& st = self->state;
