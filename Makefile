@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= 2
 export CCACHE_DIR ?= $(CURDIR)/.var/ccache
 
-.PHONY: all deps build run test bench clean
+.PHONY: all deps build run cluster test bench clean
 
 all: build
 
@@ -18,6 +18,9 @@ build: deps $(BUILD)/Makefile
 
 run: build
 	scripts/run.sh
+
+cluster: build
+	scripts/cluster.sh
 
 test: build
 	scripts/test.sh

@@ -30,7 +30,7 @@ OPS=$(build/emporium token --sub bench-ops --role ops)
 CUST=$(build/emporium token --sub bench-buyer --role customer)
 owner() { curl -sf -H "Authorization: Bearer $OPS" "http://127.0.0.1:$1/v1/cluster/owner?sku=$2" |
   python3 -c "import json,sys; print(json.load(sys.stdin)['node'] or '')"; }
-field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
+field() { sed -n "s/.*$1=\([-0-9.]*\).*/\1/p"; }
 
 start n1 18191 17191; sleep 0.3
 start n2 18192 17192 17191

@@ -46,7 +46,7 @@ curl -sf -X PUT http://127.0.0.1:$HTTP_PORT/v1/warehouses/w1/stock/HOT \
   -H "Authorization: Bearer $OPS" -d '{"on_hand":1000000000000,"seq":1}' >/dev/null
 
 lg() { build/bench/loadgen --port "$1" --connections "$CONNS" --duration "$DUR" "${@:2}"; } # a later --connections wins
-field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
+field() { sed -n "s/.*$1=\([-0-9.]*\).*/\1/p"; }
 tps() { sed -n 's/tps = \([0-9.]*\).*/\1/p'; }
 
 echo "== cached pair reads through the gateway"

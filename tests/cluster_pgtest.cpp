@@ -32,10 +32,7 @@ struct lease_fixture {
 
   template <class T, class Handle, class Msg>
   caf::expected<T> ask(const Handle& h, Msg msg) {
-    caf::expected<T> out{caf::make_error(errc::internal)};
-    self->request(caf::actor_cast<caf::actor>(h), 10s, std::move(msg))
-      .receive([&](T& x) { out = std::move(x); }, [&](caf::error& e) { out = std::move(e); });
-    return out;
+    return test::ask<T>(self, h, std::move(msg));
   }
 
   cluster_state round(const std::string& node, const std::string& inc, std::vector<uint32_t> acquire,

@@ -49,10 +49,7 @@ struct system_fixture {
 
   template <class T, class Handle, class Msg>
   caf::expected<T> ask(const Handle& h, Msg msg) {
-    caf::expected<T> out{caf::make_error(errc::internal)};
-    self->request(caf::actor_cast<caf::actor>(h), 10s, std::move(msg))
-      .receive([&](T& x) { out = std::move(x); }, [&](caf::error& e) { out = std::move(e); });
-    return out;
+    return test::ask<T>(self, h, std::move(msg));
   }
 
   template <class T, class Cmd>

@@ -1,10 +1,12 @@
 #pragma once
 
 #include "persistence/migrations.hpp"
+#include "protocols/errc.hpp"
 #include "protocols/ids.hpp"
 #include "protocols/type_ids.hpp"
 
 #include <caf/actor_system_config.hpp>
+#include <caf/scoped_actor.hpp>
 #include <doctest/doctest.h>
 #include <pqxx/pqxx>
 
@@ -30,6 +32,15 @@ inline std::string fresh_database(const std::string& prefix = "pgtest_") {
   auto dsn = base.substr(0, base.rfind('/') + 1) + name;
   REQUIRE(persistence::migrate(dsn));
   return dsn;
+}
+
+/// Asks `h` from a scoped actor and waits (10 s) for its answer or error.
+template <class T, class Handle, class Msg>
+caf::expected<T> ask(caf::scoped_actor& self, const Handle& h, Msg msg) {
+  caf::expected<T> out{caf::make_error(errc::internal)};
+  self->request(caf::actor_cast<caf::actor>(h), std::chrono::seconds{10}, std::move(msg))
+    .receive([&](T& x) { out = std::move(x); }, [&](caf::error& e) { out = std::move(e); });
+  return out;
 }
 
 struct pg_system_config : caf::actor_system_config {
