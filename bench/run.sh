@@ -146,7 +146,7 @@ print("| checkouts/s end to end (202 p50 %.2f / p99 %.2f ms) | %.0f | saga p50 %
 print("| stock change -> 1000 WebSocket subscribers | p50 %.2f ms | p99 %.2f ms | | |" % (f50, f99))
 print("| warehouse push items/s, acked durable | %.0f | | | |" % push)
 print("| outbox relay events/s to the embedded broker | %.0f | | | |" % relay)
-print("| cluster: hot-SKU reservations/s through a non-owner (+%.2f ms p50, +%.2f ms p99) | %.0f | owner %.0f | %.2fx | |" % (add50, add99, far, own, ratio))
+print("| cluster: hot-SKU reservations/s through a non-owner (%+.2f ms p50, %+.2f ms p99) | %.0f | owner %.0f | %.2fx | |" % (add50, add99, far, own, ratio))
 print("| cluster: rebalance after kill -9 of the owner | %.2f s | | | <= 2 s |" % rebalance)
 print("| cluster: drain of a node with %.0f live actors, SIGTERM to exit | %.2f s | | | |" % (actors, drain))
 PY
