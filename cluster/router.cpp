@@ -108,7 +108,7 @@ uint32_t shard_of_key(self_ptr self, const entity_key& key) {
 }
 
 bool owned_here(self_ptr self, uint32_t shard) {
-  return !self->state.table || self->state.table->owned(shard);
+  return !self->state.table || self->state.table->owned(shard, self->clock().now());
 }
 
 int64_t current_epoch(self_ptr self, uint32_t shard) {

@@ -99,11 +99,10 @@ def hammer(nodes, sku, requests, threads=48, qty=1, first_customer=0, stop=None,
         node = nodes[t % len(nodes)]
         conn = node.conn()
         while True:
-            if stop is not None and stop.is_set():
-                return
             with lock:
-                i = next(counter, None)
+                i = None if stop is not None and stop.is_set() else next(counter, None)
             if i is None:
+                conn.close()
                 return
             body = {"sku": sku, "quantity": qty, "warehouse": "w1"}
             if ttl:
@@ -294,6 +293,7 @@ class ClusterTest(unittest.TestCase):
                     errors.append((st, res))
                 done[0] += 1
                 i += 1
+            conn.close()
 
         ts = [threading.Thread(target=load, args=(n, k)) for k, n in enumerate([b, d, b, d])]
         for t in ts:
