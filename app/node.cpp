@@ -263,10 +263,12 @@ caf::expected<void> node::join_cluster(const node_config& c,
     return bound.error();
   }
   auto connect = cluster::make_connector(sys, transport);
+  // Seeds are only probed (a TCP connect, no BASP session: a second
+  // connection to a peer would make CAF drop one); members come from PostgreSQL.
   for (auto& seed : c.seeds) {
-    auto reached = connect(seed.host, seed.port);
-    log()->info("event=seed_checked seed={}:{} reachable={}", seed.host, seed.port,
-                static_cast<bool>(reached));
+    auto reached = cluster::port_open(seed.host, seed.port, std::chrono::seconds{1});
+    (reached ? log()->info("event=seed_checked seed={}:{} reachable=true", seed.host, seed.port)
+             : log()->warn("event=seed_checked seed={}:{} reachable=false", seed.host, seed.port));
   }
   cluster::coordinator_config cc;
   cc.self.id = c.node_id;

@@ -125,7 +125,6 @@ void continue_handoff(self_ptr self) {
   auto& st = self->state;
   if (st.moving.empty() || st.asking_router)
     return;
-  st.asking_router = true;
   if (st.shard_actors.empty()) { // nothing hosts entities here (tests)
     for (auto s : st.moving)
       if (st.held.count(s) > 0)
@@ -133,6 +132,7 @@ void continue_handoff(self_ptr self) {
     st.moving.clear();
     return;
   }
+  st.asking_router = true;
   std::vector<uint32_t> shards(st.moving.begin(), st.moving.end());
   auto left = std::make_shared<uint64_t>(0);
   auto pending = std::make_shared<size_t>(st.shard_actors.size());
@@ -152,6 +152,10 @@ void continue_handoff(self_ptr self) {
           for (auto s : shards)
             if (st.moving.erase(s) > 0 && st.held.count(s) > 0)
               st.to_release.push_back(s);
+          if (st.moving.empty())
+            coordinator_metrics::get().handoff_seconds->Observe(
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - st.handoff_started)
+                .count());
           round(self); // release now: the next owner is waiting
         },
         [self](caf::error&) {
@@ -295,7 +299,6 @@ void apply(self_ptr self, const cluster_state& cs, std::chrono::steady_clock::ti
     st.left = true;
     auto took = std::chrono::duration<double>(std::chrono::steady_clock::now()
                                               - st.handoff_started).count();
-    m.handoff_seconds->Observe(took);
     log()->info("event=node_left node={} handoff_seconds={:.3f}", me.id, took);
     round(self); // writes `left`, then on_left
   }

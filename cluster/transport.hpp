@@ -34,6 +34,9 @@ caf::expected<uint16_t> publish_endpoint(caf::actor_system& sys, const caf::acto
                                          const std::string& host, uint16_t port,
                                          const transport_config& t);
 
+/// Whether a TCP connection to host:port opens within `timeout` (closed at once).
+bool port_open(const std::string& host, uint16_t port, std::chrono::milliseconds timeout);
+
 /// Connects to a peer's published endpoint, bounded by connect_timeout.
 peer_connector make_connector(caf::actor_system& sys, const transport_config& t);
 
