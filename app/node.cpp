@@ -27,6 +27,7 @@
 #include <caf/send.hpp>
 
 #include <iostream>
+#include <set>
 #include <thread>
 
 namespace emporium::app {
@@ -281,10 +282,14 @@ caf::expected<void> node::join_cluster(const node_config& c,
     cc.also_notify.push_back(p.router->feed_relay());
   cc.endpoint = p.router->endpoint();
   auto store = p.store;
-  cc.on_acquired = [&sys, store, resolve](const std::vector<uint32_t>&) {
-    // Sagas left open by a node that died or handed its shards over: each is
-    // told through the router, so it resumes wherever it lives now.
-    actors::resume_unsettled_orders(sys, store, resolve);
+  auto shards = p.shards;
+  cc.on_acquired = [&sys, store, resolve, shards](const std::vector<uint32_t>& acquired) {
+    // Open sagas and live holds of the shards just taken (from a node that
+    // died or handed them over) go on here.
+    auto taken = std::make_shared<std::set<uint32_t>>(acquired.begin(), acquired.end());
+    actors::resume_unsettled(sys, store, resolve, [shards, taken](const protocols::entity_key& k) {
+      return taken->count(shards->shard_of(k)) > 0;
+    });
   };
   auto* left = &p.left;
   cc.on_left = [left] { left->store(true); };
