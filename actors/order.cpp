@@ -786,24 +786,23 @@ order_actor::behavior_type order_behavior(self_ptr self, std::string id, store_a
 
 } // namespace
 
-void resume_unsettled(caf::actor_system& sys, store_actor store, entity_resolver resolve,
-                      key_filter mine) {
+void resume_unsettled_orders(caf::actor_system& sys, store_actor store, entity_resolver resolve,
+                             key_filter mine) {
   sys.spawn([store, resolve, mine](caf::event_based_actor* self) {
-    auto each = [self, resolve, mine](const char* kind, const entity_ids& found, auto key_of,
-                                      auto msg) {
-      size_t n = 0;
-      for (auto& id : found.ids)
-        if (auto key = key_of(id); !mine || mine(key)) {
-          cluster::tell(self, resolve, key, msg);
-          ++n;
-        }
-      log()->info("event=unsettled_resumed kind={} count={}", kind, n);
-    };
-    auto failed = [](caf::error& err) {
-      log()->error("event=unsettled_not_resumed error={}", to_string(to_errc(err)));
-    };
     self->request(store, std::chrono::seconds{30}, find_unsettled{"order"})
-      .then([each](entity_ids& found) { each("order", found, order_key, resume_atom_v); }, failed);
+      .then(
+        [self, resolve, mine](entity_ids& found) {
+          size_t n = 0;
+          for (auto& id : found.ids)
+            if (auto key = order_key(id); !mine || mine(key)) {
+              cluster::tell(self, resolve, key, resume_atom_v);
+              ++n;
+            }
+          log()->info("event=sagas_resumed count={}", n);
+        },
+        [](caf::error& err) {
+          log()->error("event=sagas_not_resumed error={}", to_string(to_errc(err)));
+        });
   });
 }
 

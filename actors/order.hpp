@@ -89,7 +89,7 @@ using key_filter = std::function<bool(const protocols::entity_key&)>;
 /// which are unsettled and sends each resume_atom through `resolve`; each
 /// resumes from its last event. Does not block: a short-lived actor does it
 /// and logs the count (or the error).
-void resume_unsettled(caf::actor_system& sys, protocols::store_actor store,
-                      protocols::entity_resolver resolve, key_filter mine);
+void resume_unsettled_orders(caf::actor_system& sys, protocols::store_actor store,
+                             protocols::entity_resolver resolve, key_filter mine);
 
 } // namespace emporium::actors
