@@ -786,26 +786,6 @@ order_actor::behavior_type order_behavior(self_ptr self, std::string id, store_a
 
 } // namespace
 
-void resume_unsettled_orders(caf::actor_system& sys, store_actor store, entity_resolver resolve,
-                             key_filter mine) {
-  sys.spawn([store, resolve, mine](caf::event_based_actor* self) {
-    self->request(store, std::chrono::seconds{30}, find_unsettled{"order"})
-      .then(
-        [self, resolve, mine](entity_ids& found) {
-          size_t n = 0;
-          for (auto& id : found.ids)
-            if (auto key = order_key(id); !mine || mine(key)) {
-              cluster::tell(self, resolve, key, resume_atom_v);
-              ++n;
-            }
-          log()->info("event=sagas_resumed count={}", n);
-        },
-        [](caf::error& err) {
-          log()->error("event=sagas_not_resumed error={}", to_string(to_errc(err)));
-        });
-  });
-}
-
 caf::actor spawn_order(caf::actor_system& sys, std::string order_id, store_actor store,
                        order_config cfg, caf::actor home) {
   return caf::actor_cast<caf::actor>(

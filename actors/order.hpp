@@ -6,7 +6,6 @@
 #include <caf/fwd.hpp>
 
 #include <chrono>
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -80,16 +79,5 @@ bool settled(const order_data& d);
 /// `home`: the router hosting it (see leave_when_unused), none in unit tests.
 caf::actor spawn_order(caf::actor_system& sys, std::string order_id, protocols::store_actor store,
                        order_config cfg, caf::actor home = {});
-
-/// Which keys a node resumes (those of the shards it just acquired).
-using key_filter = std::function<bool(const protocols::entity_key&)>;
-
-/// Starts every order whose saga or compensation was cut short (a crash, a
-/// stop, a handoff), of the keys `mine` accepts (null: all): asks the store
-/// which are unsettled and sends each resume_atom through `resolve`; each
-/// resumes from its last event. Does not block: a short-lived actor does it
-/// and logs the count (or the error).
-void resume_unsettled_orders(caf::actor_system& sys, protocols::store_actor store,
-                             protocols::entity_resolver resolve, key_filter mine);
 
 } // namespace emporium::actors

@@ -367,6 +367,10 @@ caf::behavior sku_behavior(self_ptr self, std::string sku, store_actor store, st
         reserve_across(self, std::move(cmd), std::move(done));
       return rp;
     },
+    [](resume_atom) {
+      // Woken where its shard was taken: recovery (before this) armed its
+      // pairs' expiry timers and released what expired meanwhile.
+    },
     [self](resume_atom, uint64_t id) {
       auto& retries = self->state.retries;
       if (auto i = retries.find(id); i != retries.end()) {

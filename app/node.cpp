@@ -2,6 +2,7 @@
 
 #include "actors/cart.hpp"
 #include "actors/order.hpp"
+#include "actors/resume.hpp"
 #include "actors/product.hpp"
 #include "actors/reservation.hpp"
 #include "actors/sku.hpp"
@@ -287,7 +288,7 @@ caf::expected<void> node::join_cluster(const node_config& c,
     // Open sagas and live holds of the shards just taken (from a node that
     // died or handed them over) go on here.
     auto taken = std::make_shared<std::set<uint32_t>>(acquired.begin(), acquired.end());
-    actors::resume_unsettled_orders(sys, store, resolve, [shards, taken](const protocols::entity_key& k) {
+    actors::resume_unsettled(sys, store, resolve, [shards, taken](const protocols::entity_key& k) {
       return taken->count(shards->shard_of(k)) > 0;
     });
   };

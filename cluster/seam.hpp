@@ -103,6 +103,10 @@ void ask_all(Self* self, const protocols::entity_resolver& resolve,
 template <class Self, class Msg>
 void tell(Self* self, const protocols::entity_resolver& resolve, const protocols::entity_key& key,
           Msg msg) {
+  // An answer to a plain send reaches a sender with no handler for it, whose
+  // CAF 0.17 default handler sends back an error, and an unhandled error
+  // stops the entity (with whatever requests it was serving unanswered).
+  static_assert(!protocols::answered<Msg>::value, "tell only what the entity does not answer");
   self->send(resolve(key), protocols::route_atom_v, key, caf::make_message(std::move(msg)));
 }
 

@@ -127,6 +127,11 @@ constexpr const char* unsettled_sql
   = "SELECT aggregate_id FROM entity_state WHERE aggregate_type = $1 AND state->>'saga' = 'open' "
     "ORDER BY updated_at";
 
+// SKUs whose pairs hold stock for live reservations (their expiry timers live
+// in the SKU's actors, so a node taking the shard loads them).
+constexpr const char* held_skus_sql
+  = "SELECT DISTINCT sku FROM stock_levels WHERE reserved > 0";
+
 constexpr const char* load_levels_sql
   = "SELECT warehouse, on_hand, reserved, committed, low_stock_threshold, version, "
     "last_seq FROM stock_levels WHERE sku = $1";
@@ -402,7 +407,9 @@ std::vector<domain_event> read_events(pqxx::work& tx, const load_events& q) {
 
 entity_ids read_unsettled(pqxx::work& tx, const find_unsettled& q) {
   entity_ids out;
-  for (const auto& row : tx.exec_params(unsettled_sql, q.aggregate_type))
+  auto rows = q.aggregate_type == "sku" ? tx.exec(held_skus_sql)
+                                         : tx.exec_params(unsettled_sql, q.aggregate_type);
+  for (const auto& row : rows)
     out.ids.push_back(row[0].as<std::string>());
   return out;
 }

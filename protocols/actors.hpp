@@ -43,6 +43,7 @@ using sku_actor = caf::typed_actor<
   caf::replies_to<release_reservation>::with<reservation>,
   caf::replies_to<passivate_atom>::with<bool>,
   caf::replies_to<handoff_atom>::with<bool>,
+  caf::reacts_to<resume_atom>,             ///< loaded: its pairs' expiry timers run
   caf::reacts_to<resume_atom, uint64_t>>; ///< its own timer: retry a failed release
 
 using product_actor = caf::typed_actor<caf::replies_to<get_product>::with<product>,

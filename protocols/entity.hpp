@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <type_traits>
 #include <string_view>
 #include <vector>
 
@@ -76,6 +77,12 @@ struct response_of;
 
 template <class Msg>
 using response_of_t = typename response_of<Msg>::type;
+
+/// Whether an entity answers `Msg` (it has a response_of entry).
+template <class Msg, class = void>
+struct answered : std::false_type {};
+template <class Msg>
+struct answered<Msg, std::void_t<typename response_of<Msg>::type>> : std::true_type {};
 
 #define EMPORIUM_RESPONSE(msg, reply)                                                           \
   template <>                                                                                  \

@@ -133,8 +133,10 @@ struct payment_outcome {
   bool operator==(const payment_outcome&) const = default;
 };
 
-/// Ids of one aggregate type's entities whose work is unfinished (orders with
-/// a saga or a compensation under way), for resuming at startup.
+/// Ids of one aggregate type's entities whose work is unfinished, for resuming
+/// them where their shard is taken: "order" (a saga or a compensation under
+/// way), "sku" (pairs holding stock for live reservations, whose expiry
+/// timers live in memory).
 struct find_unsettled {
   std::string aggregate_type;
   bool operator==(const find_unsettled&) const = default;

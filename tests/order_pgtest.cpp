@@ -77,9 +77,9 @@ struct order_system {
     self->send(directory, order_key(id));
   }
 
-  entity_ids unsettled() {
+  entity_ids unsettled(std::string type = "order") {
     entity_ids out;
-    self->request(caf::actor_cast<caf::actor>(store), 10s, find_unsettled{"order"})
+    self->request(caf::actor_cast<caf::actor>(store), 10s, find_unsettled{std::move(type)})
       .receive([&](entity_ids& x) { out = std::move(x); }, [&](caf::error&) {});
     return out;
   }
@@ -162,4 +162,17 @@ TEST_CASE("an order waiting for a provider is unsettled until its saga ends") {
   REQUIRE(cancelled);
   CHECK(cancelled->status == "cancelled");
   CHECK(s.unsettled().ids.empty());
+}
+
+TEST_CASE("a SKU is unsettled while a pair holds stock for a live reservation") {
+  order_system s;
+  REQUIRE(s.ask<stock_result>(sku_key("S1"), caf::make_message(at_pair<push_stock_level>{"w1", {5, 1}})));
+  REQUIRE(s.ask<stock_result>(sku_key("S2"), caf::make_message(at_pair<push_stock_level>{"w1", {5, 1}})));
+  CHECK(s.unsettled("sku").ids.empty());
+  REQUIRE(s.ask<stock_result>(sku_key("S2"), caf::make_message(at_pair<reserve_stock>{
+                                                "w1", {"rsv_1", 2, 0, "alice", "r", 60000}})));
+  CHECK(s.unsettled("sku").ids == std::vector<std::string>{"S2"});
+  REQUIRE(s.ask<stock_result>(sku_key("S2"), caf::make_message(at_pair<release_stock>{
+                                                "w1", {"rsv_1", "alice", "r"}})));
+  CHECK(s.unsettled("sku").ids.empty());
 }

@@ -227,6 +227,27 @@ class ClusterTest(unittest.TestCase):
             st, body, _ = n.request("GET", "/v1/stock/KILL")
             self.assertEqual(body["warehouses"][0]["reserved"], reserved)
 
+    def test_holds_of_a_dead_owner_expire_on_the_new_owner_unasked(self):
+        c = self.cluster()
+        a, b, _ = c.nodes
+        sku = [s for s in ("EXP%d" % i for i in range(400)) if c.owner(b, sku=s)["node"] == "n1"][0]
+        stock(b, sku, 10)
+        st, r, _ = b.request("POST", "/v1/reservations",
+                             {"sku": sku, "quantity": 3, "warehouse": "w1", "ttl_s": 2}, customer(9))
+        self.assertEqual(st, 201, r)
+        a.kill()
+        c.wait_owner_not("n1", b, sku=sku)
+        # Nobody asks for the SKU: the node that took its shard loads it and its expiry
+        # timer releases the hold.
+        reserved = lambda: int(psql(c.dsn, "SELECT reserved FROM stock_levels WHERE sku = '%s'" % sku))
+        deadline = time.time() + 8
+        while reserved() != 0 and time.time() < deadline:
+            time.sleep(0.1)
+        self.assertEqual(reserved(), 0, "the hold expired on the new owner")
+        status = psql(c.dsn, "SELECT status FROM stock_holds WHERE reservation_id = '%s'"
+                      % r["reservation_id"])
+        self.assertEqual(status, "expired")
+
     def test_a_paused_owner_commits_nothing_and_serves_nothing_stale(self):
         c = self.cluster()
         a, b, _ = c.nodes
