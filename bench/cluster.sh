@@ -2,6 +2,9 @@
 # The cluster part of `make bench` (run by bench/run.sh, or alone with a PostgreSQL URL):
 #   hot-SKU reservations through the owner's gateway vs a non-owner's (owner, non-owner,
 #     owner again: the two owner runs bracket the noise), p50/p99 and the throughput ratio;
+#   the storefront feed's broadcast: during the first owner run the other node serves
+#     nothing and only receives the owner's live changes; its CPU then vs while idle, per
+#     change received;
 #   rebalance time after kill -9 of the owner (until another node owns the shard);
 #   drain time of a node hosting 100 000 SKUs (200 000 actors: SKU + pair), SIGTERM to exit.
 # Prints `cluster_*` lines for run.sh's table.
@@ -31,6 +34,8 @@ CUST=$(build/emporium token --sub bench-buyer --role customer)
 owner() { curl -sf -H "Authorization: Bearer $OPS" "http://127.0.0.1:$1/v1/cluster/owner?sku=$2" |
   python3 -c "import json,sys; print(json.load(sys.stdin)['node'] or '')"; }
 field() { sed -n "s/.*$1=\([-0-9.]*\).*/\1/p"; }
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; } # user + system ticks
+feed_in() { curl -sf "http://127.0.0.1:$1/metrics" | awk '/^emporium_feed_relayed_total\{direction="in"\}/ {print $2}'; }
 
 start n1 18191 17191; sleep 0.3
 start n2 18192 17192 17191
@@ -44,8 +49,17 @@ reserve() {
     --body "{\"sku\":\"$sku\",\"quantity\":1,\"warehouse\":\"w1\"}"
 }
 reserve 18191 --duration 2 >/dev/null # warm-up
+c0=$(cpu "${pids[n2]}"); sleep "$DUR"; c1=$(cpu "${pids[n2]}") # n2 idle
 echo "== hot-SKU reservations through the owner (n1), then a non-owner (n2), then the owner"
+f0=$(feed_in 18192)
 own1=$(reserve 18191); echo "owner:     $own1"
+c2=$(cpu "${pids[n2]}"); f1=$(feed_in 18192)
+feed=$(python3 -c "
+idle, busy, n, hz = ($c1 - $c0), ($c2 - $c1), ($f1 - $f0), $(getconf CLK_TCK)
+print('peer_idle_cpu_pct=%.1f peer_feed_cpu_pct=%.1f changes_per_s=%.0f us_per_change=%.1f' % (
+    100.0 * idle / hz / $DUR, 100.0 * busy / hz / $DUR, n / $DUR,
+    1e6 * max(0, busy - idle) / hz / max(n, 1)))")
+echo "feed to the idle peer: $feed"
 far=$(reserve 18192); echo "non-owner: $far"
 own2=$(reserve 18191); echo "owner:     $own2"
 
@@ -71,6 +85,7 @@ t1=$(date +%s.%N); unset "pids[n2]"
 drain=$(python3 -c "print('%.2f' % ($t1 - $t0))")
 echo "n2 with $actors live actors drained and exited $code after $drain s"
 
+echo "cluster_feed $feed"
 python3 - "$own1" "$far" "$own2" "$rebalance" "$drain" "$actors" <<'PY'
 import re, sys
 def f(line, k):

@@ -35,6 +35,8 @@ struct remote_metrics {
   prometheus::Counter* retried;
   prometheus::Counter* refused; ///< forwarded here for a shard we do not hold
   prometheus::Histogram* seconds;
+  prometheus::Counter* feed_out; ///< live changes sent to peers (one per peer)
+  prometheus::Counter* feed_in;  ///< live changes received from peers
 
   static remote_metrics& get() {
     static remote_metrics instance = [] {
@@ -47,10 +49,16 @@ struct remote_metrics {
                         .Name("emporium_remote_ask_seconds")
                         .Help("Round trip of a request forwarded to the owning node")
                         .Register(reg);
+      auto& feed = prometheus::BuildCounter()
+                     .Name("emporium_feed_relayed_total")
+                     .Help("Live stock and order changes relayed between nodes for storefront "
+                           "subscribers, by direction")
+                     .Register(reg);
       return remote_metrics{&asks.Add({{"outcome", "ok"}}), &asks.Add({{"outcome", "error"}}),
                             &asks.Add({{"outcome", "retried"}}),
                             &asks.Add({{"outcome", "refused"}}),
-                            &latency.Add({}, metrics::latency_buckets())};
+                            &latency.Add({}, metrics::latency_buckets()),
+                            &feed.Add({{"direction", "out"}}), &feed.Add({{"direction", "in"}})};
     }();
     return instance;
   }
@@ -438,10 +446,12 @@ caf::behavior endpoint_behavior(caf::event_based_actor* self, std::vector<caf::a
       self->delegate(target, forward_atom_v, key, std::move(msg));
     },
     [feed](forward_atom, const stock_level& l) {
+      remote_metrics::get().feed_in->Increment();
       if (feed)
         feed->stock_changed(l, false);
     },
     [feed](forward_atom, const order_view& o) {
+      remote_metrics::get().feed_in->Increment();
       if (feed)
         feed->order_changed(o, false);
     },
@@ -454,8 +464,10 @@ caf::behavior relay_behavior(caf::event_based_actor* self, std::shared_ptr<shard
   auto peers = std::make_shared<std::vector<caf::actor>>();
   auto send_all = [self, peers](auto&& x) {
     for (auto& p : *peers)
-      if (p)
+      if (p) {
         self->send(p, forward_atom_v, x);
+        remote_metrics::get().feed_out->Increment();
+      }
   };
   return {
     [peers, table](owners_atom) { *peers = table->current_routes()->peers; },
