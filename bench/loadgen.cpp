@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -31,6 +32,9 @@ struct options {
   std::vector<std::string> headers;
   int connections = 64, threads = 2;
   double duration = 10, rate = 0;
+  /// > 0: every "{n}" in path and body is a uniformly random integer in
+  /// [0, spread) per request (traffic spread over many keys).
+  int spread = 0;
 };
 
 struct result {
@@ -76,15 +80,35 @@ size_t complete(const std::string& in, int& status) {
   return end + 4 + len;
 }
 
+std::string with_n(std::string s, const std::string& n) {
+  for (auto at = s.find("{n}"); at != std::string::npos; at = s.find("{n}", at + n.size()))
+    s.replace(at, 3, n);
+  return s;
+}
+
+/// The request texts to send: one, or one per key of --spread (built up front,
+/// so the generator does no per-request formatting).
+std::vector<std::string> requests(const options& o) {
+  std::vector<std::string> out;
+  for (int i = 0; i < std::max(1, o.spread); ++i) {
+    auto n = std::to_string(i);
+    auto path = o.spread > 0 ? with_n(o.path, n) : o.path;
+    auto body = o.spread > 0 ? with_n(o.body, n) : o.body;
+    std::string req = o.method + " " + path + " HTTP/1.1\r\nHost: " + o.host + "\r\n";
+    for (auto& h : o.headers)
+      req += h + "\r\n";
+    if (!body.empty())
+      req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size())
+             + "\r\n";
+    out.push_back(req + "\r\n" + body);
+  }
+  return out;
+}
+
 void worker(const options& o, int nconn, double rate, clk::time_point start, clk::time_point stop,
             result& out) {
-  std::string req = o.method + " " + o.path + " HTTP/1.1\r\nHost: " + o.host + "\r\n";
-  for (auto& h : o.headers)
-    req += h + "\r\n";
-  if (!o.body.empty())
-    req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(o.body.size())
-           + "\r\n";
-  req += "\r\n" + o.body;
+  auto reqs = requests(o);
+  uint64_t rng = 0x9e3779b97f4a7c15ULL ^ reinterpret_cast<uintptr_t>(&out);
   std::vector<conn> cs(nconn);
   for (auto& c : cs)
     c.fd = connect_to(o);
@@ -103,6 +127,10 @@ void worker(const options& o, int nconn, double rate, clk::time_point start, clk
         c.scheduled = rate > 0 ? next : now;
         if (rate > 0)
           next += std::chrono::duration_cast<clk::duration>(interval);
+        rng ^= rng << 13; // xorshift64: cheap, and uniform enough for picking keys
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        const auto& req = reqs[rng % reqs.size()];
         if (send(c.fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
           ++out.errors;
           close(c.fd);
@@ -168,6 +196,7 @@ int main(int argc, char** argv) {
     else if (k == "--threads") o.threads = std::atoi(v.c_str());
     else if (k == "--duration") o.duration = std::atof(v.c_str());
     else if (k == "--rate") o.rate = std::atof(v.c_str());
+    else if (k == "--spread") o.spread = std::atoi(v.c_str());
     else {
       std::fprintf(stderr, "loadgen: unknown option %s\n", k.c_str());
       return 2;

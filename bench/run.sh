@@ -3,6 +3,7 @@
 # (bench/loadgen); quote the ratios, the absolute numbers are noisy.
 #   hot-SKU reservations/s through the gateway  vs  (a) pgbench row-lock UPDATE,
 #     at 64 connections and at flash-sale concurrency (256), pgbench with as many clients
+#   spread: reservations on random pairs of 10 000 vs pgbench's UPDATE of a random row
 #   cached pair reads/s through the gateway      vs  (b) a bare Beast hello server
 #   read p50/p99 at 70% of the measured read maximum
 #   checkouts/s end to end; stock change -> 1 000 WebSocket subscribers (p50/p99);
@@ -16,6 +17,7 @@ cmake --build build -j2 --target emporium loadgen hello_server ws_tool >/dev/nul
 DUR=${BENCH_SECONDS:-10}
 CONNS=${BENCH_CONNECTIONS:-64}
 FLASH=${BENCH_FLASH_CONNECTIONS:-256} # a flash sale: many more buyers at once
+SPREAD=${BENCH_SPREAD_PAIRS:-10000}    # an ordinary day: traffic over many pairs
 port=${BENCH_PG_PORT:-55441}
 data=$(mktemp -d /tmp/emporium-bench-pg.XXXXXX)
 node_pid=""; hello_pid=""; fake_pid=""
@@ -94,6 +96,24 @@ echo "== (a) pgbench, $FLASH clients"
 pg_flash=$(pgb "$FLASH")
 echo "$pg_flash"
 
+echo "== spread: reservations on random pairs of $SPREAD, $CONNS connections"
+build/tests/ws_tool push --port $HTTP_PORT --wh w1 --token "$OPS" --items $((2 * SPREAD)) \
+  --batch 500 --skus "$SPREAD" --prefix SP >/dev/null # on_hand >= SPREAD on every pair
+lg $HTTP_PORT --method POST --path /v1/reservations --header "Authorization: Bearer $CUST" \
+  --body '{"sku":"SP{n}","quantity":1,"warehouse":"w1"}' --spread "$SPREAD" --duration 2 >/dev/null
+spread=$(lg $HTTP_PORT --method POST --path /v1/reservations --header "Authorization: Bearer $CUST" \
+  --body '{"sku":"SP{n}","quantity":1,"warehouse":"w1"}' --spread "$SPREAD")
+echo "$spread"
+echo "== (a) pgbench: one row-lock UPDATE of a random row of $SPREAD, $CONNS clients"
+psql "$PG" -qc "INSERT INTO bench_stock SELECT 'SP' || i, 'w1', 1000000000, 0 FROM generate_series(0, $SPREAD - 1) i"
+cat > "$data/spread.sql" <<SQL
+\\set i random(0, $SPREAD - 1)
+UPDATE bench_stock SET reserved = reserved + 1
+ WHERE sku = 'SP' || :i AND warehouse = 'w1' AND on_hand - reserved >= 1;
+SQL
+pg_spread=$(pgbench -n -c "$CONNS" -j 2 -T "$DUR" -f "$data/spread.sql" "$PG" 2>&1 | grep -E "^tps" | head -1)
+echo "$pg_spread"
+
 echo "== checkouts end to end (fake provider, zero latency)"
 chk=$(python3 bench/checkout.py $HTTP_PORT "$PG" "$OPS" "$CUST" "${BENCH_CHECKOUTS:-2000}" 32)
 echo "$chk"
@@ -130,16 +150,22 @@ python3 - "$res_rps" "$pg_tps" "$read_max" "$hello_rps" "$(echo "$paced" | field
   "$flash_rps" "$pg_flash_tps" "$(echo "$flash" | field p50_ms)" "$(echo "$flash" | field p99_ms)" "$CONNS" "$FLASH" \
   "$(cl_line owner | field rps)" "$(cl_line far | field rps)" "$(cl_line far | field ratio)" \
   "$(cl_line far | field added_p50_ms)" "$(cl_line far | field added_p99_ms)" \
-  "$(cl_line rebalance | field seconds)" "$(cl_line drain | field seconds)" "$(cl_line drain | field actors)" <<'PY'
+  "$(cl_line rebalance | field seconds)" "$(cl_line drain | field seconds)" "$(cl_line drain | field actors)" \
+  "$(cl_line feed | field changes_per_s)" "$(cl_line feed | field peer_idle_cpu_pct)" \
+  "$(cl_line feed | field peer_feed_cpu_pct)" "$(cl_line feed | field us_per_change)" \
+  "$(echo "$spread" | field rps)" "$(echo "$pg_spread" | tps)" "$(echo "$spread" | field p50_ms)" \
+  "$(echo "$spread" | field p99_ms)" "$SPREAD" <<'PY'
 import sys
 (res, pg, reads, hello, p50, p99, rp50, rp99, chk, s50, s99, a50, a99, f50, f99, push, relay,
  flash, pgf, fp50, fp99, conns, fconns, own, far, ratio, add50, add99, rebalance, drain,
- actors) = map(float, sys.argv[1:])
+ actors, feed_rate, peer_idle, peer_feed, feed_us, spread, pgs, sp50, sp99,
+ pairs) = map(float, sys.argv[1:])
 print()
 print("| measure | value | baseline | ratio | target |")
 print("|---|---|---|---|---|")
 print("| hot-SKU reservations/s, %d connections (p50 %.2f ms, p99 %.2f ms) | %.0f | pgbench %.0f tps | %.1fx | >= 20x |" % (conns, rp50, rp99, res, pg, res / pg))
 print("| flash sale: hot-SKU reservations/s, %d connections (p50 %.2f ms, p99 %.2f ms) | %.0f | pgbench %.0f tps | %.1fx | >= 20x |" % (fconns, fp50, fp99, flash, pgf, flash / pgf))
+print("| spread: reservations/s on random pairs of %.0f, %d connections (p50 %.2f ms, p99 %.2f ms) | %.0f | pgbench %.0f tps | %.1fx | >= 3x |" % (pairs, conns, sp50, sp99, spread, pgs, spread / pgs))
 print("| cached pair reads/s | %.0f | Beast hello %.0f req/s | %.0f%% | >= 50%% |" % (reads, hello, 100 * reads / hello))
 print("| read latency at 70%% of max | p50 %.2f ms | p99 %.2f ms | | p99 <= 5 ms |" % (p50, p99))
 print("| checkouts/s end to end (202 p50 %.2f / p99 %.2f ms) | %.0f | saga p50 %.2f ms | p99 %.2f ms | |" % (a50, a99, chk, s50, s99))
@@ -149,4 +175,5 @@ print("| outbox relay events/s to the embedded broker | %.0f | | | |" % relay)
 print("| cluster: hot-SKU reservations/s through a non-owner (%+.2f ms p50, %+.2f ms p99) | %.0f | owner %.0f | %.2fx | |" % (add50, add99, far, own, ratio))
 print("| cluster: rebalance after kill -9 of the owner | %.2f s | | | <= 2 s |" % rebalance)
 print("| cluster: drain of a node with %.0f live actors, SIGTERM to exit | %.2f s | | | |" % (actors, drain))
+print("| cluster: storefront feed to a peer serving nothing (%.0f changes/s) | CPU %.1f %% | idle %.1f %% | %.1f us/change | |" % (feed_rate, peer_feed, peer_idle, feed_us))
 PY

@@ -1,6 +1,7 @@
 #include "persistence/pg_store.hpp"
 
 #include "persistence/log.hpp"
+#include "persistence/store_front.hpp"
 #include "protocols/errc.hpp"
 #include "protocols/metrics.hpp"
 
@@ -12,6 +13,7 @@
 #include <pqxx/pqxx>
 
 #include <chrono>
+#include <limits>
 #include <optional>
 
 namespace emporium::persistence {
@@ -195,6 +197,7 @@ struct store_metrics {
   prometheus::Histogram* commit_seconds;
   prometheus::Counter* failures;
   prometheus::Counter* fenced;
+  prometheus::Histogram* group_parts;
 
   static store_metrics& get() {
     static store_metrics instance = [] {
@@ -215,10 +218,13 @@ struct store_metrics {
                        .Name("emporium_fenced_writes_total")
                        .Help("Writes refused because their shard's lease epoch had moved on")
                        .Register(reg);
-      return store_metrics{
-        &size.Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64,
-                                                              128, 256, 512, 1024}),
-        &latency.Add({}, metrics::latency_buckets()), &fails.Add({}), &fenced.Add({})};
+      auto& parts = prometheus::BuildHistogram()
+                      .Name("emporium_store_group_parts")
+                      .Help("Entity writes (pairs, carts, orders) per group-commit transaction")
+                      .Register(reg);
+      auto sizes = prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
+      return store_metrics{&size.Add({}, sizes), &latency.Add({}, metrics::latency_buckets()),
+                           &fails.Add({}), &fenced.Add({}), &parts.Add({}, sizes)};
     }();
     return instance;
   }
@@ -336,18 +342,18 @@ struct event_columns {
   }
 };
 
-/// The answer of a write statement: (rows written, lease still current).
-ok_atom written(const pqxx::result& r) {
+/// The answer of a write statement, (rows written, lease still current): no
+/// error, `fenced` (the shard moved to another owner) or `conflict` (another
+/// writer moved the entity). Nothing was written unless there is no error.
+caf::error part_outcome(const pqxx::result& r) {
   if (r[0][0].as<int64_t>() == 1)
-    return ok_atom_v;
-  if (!r[0][1].as<bool>()) {
-    store_metrics::get().fenced->Increment();
-    throw caf::make_error(errc::fenced); // the shard moved to another owner
-  }
-  throw caf::make_error(errc::conflict); // another writer moved the entity
+    return {};
+  if (!r[0][1].as<bool>())
+    return caf::make_error(errc::fenced);
+  return caf::make_error(errc::conflict);
 }
 
-ok_atom write_batch(pqxx::nontransaction& tx, const stock_batch& b) {
+caf::error write_batch(pqxx::transaction_base& tx, const stock_batch& b) {
   const auto& l = b.after;
   const auto& ev = b.events;
   const auto& hs = b.hold_changes;
@@ -365,10 +371,10 @@ ok_atom write_batch(pqxx::nontransaction& tx, const stock_batch& b) {
     array_literal(hs, [](const H& h) -> const std::string& { return h.status; }),
     array_literal(hs, [](const H& h) -> const std::string& { return h.owner; }),
     static_cast<int64_t>(b.under.shard), b.under.epoch);
-  return written(r);
+  return part_outcome(r);
 }
 
-ok_atom write_entity(pqxx::nontransaction& tx, const entity_write& w) {
+caf::error write_entity(pqxx::transaction_base& tx, const entity_write& w) {
   const auto& a = w.after;
   const auto& ev = w.events;
   auto node = ev.empty() ? std::string{} : ev.front().node;
@@ -378,7 +384,7 @@ ok_atom write_entity(pqxx::nontransaction& tx, const entity_write& w) {
     a.aggregate_id, w.expected_version, a.version, a.owner, a.status, a.state_json.empty() ? std::string{"{}"} : a.state_json, a.updated_at_ms, node,
     c.ids, c.versions, c.types, c.times, c.data, c.correlations, c.causations, c.users,
     static_cast<int64_t>(w.under.shard), w.under.epoch);
-  return written(r);
+  return part_outcome(r);
 }
 
 entity_record read_entity(pqxx::work& tx, const load_entity& q) {
@@ -459,28 +465,157 @@ caf::error unfenced(const char* what) {
   return caf::make_error(errc::fenced);
 }
 
-store_actor::behavior_type
-pg_worker(store_actor::stateful_pointer<worker_state> self, pg_store_config cfg) {
+/// What a failed statement of one part means for that part (the transaction
+/// it ran in rolled back).
+caf::error statement_failure(const pqxx::sql_error& e) {
+  if (dynamic_cast<const pqxx::unique_violation*>(&e) != nullptr) {
+    log()->warn("event=store_conflict op=write detail=\"{}\"", e.what());
+    return caf::make_error(errc::conflict);
+  }
+  if (e.sqlstate() == "57014") { // query_canceled: statement_timeout
+    log()->warn("event=store_statement_timeout op=write");
+    return caf::make_error(errc::unavailable);
+  }
+  log()->error("event=store_failed op=write sqlstate={} detail=\"{}\"", e.sqlstate(), e.what());
+  return caf::make_error(errc::internal);
+}
+
+/// One transaction for every part of the group (autocommit for a lone part:
+/// one round trip, as before group commit). Each part is answered by its own
+/// statement's checks. A statement that fails rolls the transaction back:
+/// that part (and its entity's later parts, which depend on it) gets its
+/// error and the others go again without it. A connection found broken is
+/// reopened once (nothing was committed); a break during COMMIT leaves the
+/// outcome unknown, answered unavailable (the version check refuses a retry
+/// that would apply it twice).
+group_outcome commit_group(worker_state& st, const write_group& g, bool require_fence) {
+  auto ns = g.stock.size();
+  auto n = ns + g.entities.size();
+  group_outcome out;
+  out.stock.resize(ns);
+  out.entities.resize(g.entities.size());
+  std::vector<char> decided(n, 0);
+  auto outcome = [&](size_t k) -> caf::error& {
+    return k < ns ? out.stock[k] : out.entities[k - ns];
+  };
+  auto same_entity = [&](size_t a, size_t b) {
+    if ((a < ns) != (b < ns))
+      return false;
+    if (a < ns)
+      return g.stock[a].after.sku == g.stock[b].after.sku
+             && g.stock[a].after.warehouse == g.stock[b].after.warehouse;
+    auto& x = g.entities[a - ns].after;
+    auto& y = g.entities[b - ns].after;
+    return x.aggregate_id == y.aggregate_id && x.aggregate_type == y.aggregate_type;
+  };
+  auto decide = [&](size_t k, const caf::error& err) {
+    for (size_t j = k; j < n; ++j)
+      if (!decided[j] && same_entity(k, j)) {
+        outcome(j) = err;
+        decided[j] = 1;
+      }
+  };
+  auto decide_rest = [&](const caf::error& err) {
+    for (size_t k = 0; k < n; ++k)
+      if (!decided[k]) {
+        outcome(k) = err;
+        decided[k] = 1;
+      }
+  };
+  auto exec = [&](pqxx::transaction_base& tx, size_t k) {
+    return k < ns ? write_batch(tx, g.stock[k]) : write_entity(tx, g.entities[k - ns]);
+  };
+  if (require_fence)
+    for (size_t k = 0; k < n; ++k)
+      if ((k < ns ? g.stock[k].under.epoch : g.entities[k - ns].under.epoch) == 0)
+        decide(k, unfenced(k < ns ? "write_batch" : "entity_write"));
+  auto& m = store_metrics::get();
+  auto start = std::chrono::steady_clock::now();
+  constexpr auto none = std::numeric_limits<size_t>::max();
+  std::vector<caf::error> results(n);
+  for (bool reopened = false;;) {
+    std::vector<size_t> todo;
+    for (size_t k = 0; k < n; ++k)
+      if (!decided[k])
+        todo.push_back(k);
+    if (todo.empty())
+      break;
+    size_t at = none;
+    try {
+      if (todo.size() == 1) {
+        pqxx::nontransaction tx{st.connection()};
+        at = todo[0];
+        results[at] = exec(tx, at);
+      } else {
+        pqxx::work tx{st.connection()};
+        for (auto k : todo) {
+          at = k;
+          results[k] = exec(tx, k);
+        }
+        at = none;
+        tx.commit();
+      }
+      size_t events = 0;
+      for (auto k : todo) {
+        if (results[k] && to_errc(results[k]) == errc::fenced)
+          m.fenced->Increment();
+        if (!results[k])
+          events += k < ns ? g.stock[k].events.size() : g.entities[k - ns].events.size();
+        outcome(k) = results[k];
+        decided[k] = 1;
+      }
+      m.batch_events->Observe(static_cast<double>(events));
+      m.group_parts->Observe(static_cast<double>(todo.size()));
+      break;
+    } catch (const pqxx::broken_connection& e) {
+      st.conn.reset();
+      if (!reopened) {
+        reopened = true;
+        continue;
+      }
+      m.failures->Increment();
+      log()->warn("event=store_unavailable op=write detail=\"{}\"", e.what());
+      decide_rest(caf::make_error(errc::unavailable));
+    } catch (const pqxx::in_doubt_error& e) {
+      st.conn.reset();
+      m.failures->Increment();
+      log()->error("event=store_in_doubt op=write detail=\"{}\"", e.what());
+      decide_rest(caf::make_error(errc::unavailable));
+    } catch (const pqxx::sql_error& e) {
+      m.failures->Increment();
+      if (at == none) // the COMMIT itself was refused: nothing was written
+        decide_rest(statement_failure(e));
+      else
+        decide(at, statement_failure(e)); // the others go again without it
+    } catch (const std::exception& e) {
+      st.conn.reset(); // unknown state: start over with a fresh connection
+      m.failures->Increment();
+      log()->error("event=store_failed op=write detail=\"{}\"", e.what());
+      decide_rest(caf::make_error(errc::unavailable));
+    }
+  }
+  m.commit_seconds->Observe(
+    std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  return out;
+}
+
+/// One worker: a connection of its own, blocking (detached).
+using store_worker = caf::typed_actor<
+  caf::replies_to<write_group>::with<group_outcome>,
+  caf::replies_to<load_sku>::with<sku_snapshot>,
+  caf::replies_to<locate_reservation>::with<reservation_rows>,
+  caf::replies_to<load_entity>::with<entity_record>,
+  caf::replies_to<load_events>::with<std::vector<domain_event>>,
+  caf::replies_to<find_unsettled>::with<entity_ids>,
+  caf::replies_to<ping_atom>::with<ok_atom>>;
+
+store_worker::behavior_type
+pg_worker(store_worker::stateful_pointer<worker_state> self, pg_store_config cfg) {
   self->state.dsn = with_client_timeouts(cfg.dsn);
   self->state.statement_timeout = cfg.statement_timeout;
   return {
-    [=](stock_batch& b) -> caf::result<ok_atom> {
-      if (cfg.require_fence && b.under.epoch == 0)
-        return unfenced("write_batch");
-      auto& m = store_metrics::get();
-      auto start = std::chrono::steady_clock::now();
-      auto res = self->state.run<pqxx::nontransaction>(
-        "write_batch", [&](pqxx::nontransaction& tx) { return write_batch(tx, b); });
-      m.batch_events->Observe(static_cast<double>(b.events.size()));
-      m.commit_seconds->Observe(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-      return res;
-    },
-    [=](entity_write& w) -> caf::result<ok_atom> {
-      if (cfg.require_fence && w.under.epoch == 0)
-        return unfenced("entity_write");
-      return self->state.run<pqxx::nontransaction>(
-        "entity_write", [&](pqxx::nontransaction& tx) { return write_entity(tx, w); });
+    [=](write_group& g) -> group_outcome {
+      return commit_group(self->state, g, cfg.require_fence);
     },
     [=](load_entity& q) -> caf::result<entity_record> {
       return self->state.run("load_entity", [&](pqxx::work& tx) { return read_entity(tx, q); });
@@ -551,35 +686,6 @@ membership_worker(membership_actor::stateful_pointer<worker_state> self, pg_stor
   };
 }
 
-/// The store's front: batches of one pair always go to the same worker (so a
-/// pair's pipelined batches stay in order on one connection); reads go round
-/// robin. It only forwards, so it runs on the scheduler.
-caf::behavior dispatcher(caf::event_based_actor* self, std::vector<caf::actor> workers) {
-  auto next = std::make_shared<size_t>(0);
-  auto any = [workers, next]() -> const caf::actor& { return workers[(*next)++ % workers.size()]; };
-  self->set_exit_handler([self, workers](caf::exit_msg& msg) {
-    for (auto& w : workers)
-      self->send_exit(w, msg.reason);
-    self->quit(msg.reason);
-  });
-  return {
-    [self, workers](stock_batch& b) {
-      auto key = std::hash<std::string>{}(b.after.sku) ^ std::hash<std::string>{}(b.after.warehouse);
-      self->delegate(workers[key % workers.size()], std::move(b));
-    },
-    [self, workers](entity_write& w) { // one entity's writes stay in order on one connection
-      auto key = std::hash<std::string>{}(w.after.aggregate_id);
-      self->delegate(workers[key % workers.size()], std::move(w));
-    },
-    [self, any](load_entity& q) { self->delegate(any(), std::move(q)); },
-    [self, any](load_sku& q) { self->delegate(any(), std::move(q)); },
-    [self, any](load_events& q) { self->delegate(any(), std::move(q)); },
-    [self, any](find_unsettled& q) { self->delegate(any(), std::move(q)); },
-    [self, any](locate_reservation& q) { self->delegate(any(), std::move(q)); },
-    [self, any](ping_atom) { self->delegate(any(), ping_atom_v); },
-  };
-}
-
 /// The membership worker's front, on the scheduler: handles to it may be
 /// held anywhere (the gateway's drain route); the detached worker behind it is
 /// linked, so it stops with the front, and only the front's behavior refers to
@@ -616,11 +722,15 @@ protocols::membership_actor spawn_membership(caf::actor_system& sys, const pg_st
   return sys.spawn(membership_front, sys.spawn<caf::detached>(membership_worker, cfg));
 }
 
+caf::actor spawn_pg_worker(caf::actor_system& sys, const pg_store_config& cfg) {
+  return caf::actor_cast<caf::actor>(sys.spawn<caf::detached>(pg_worker, cfg));
+}
+
 protocols::store_actor spawn_pg_store(caf::actor_system& sys, const pg_store_config& cfg) {
   std::vector<caf::actor> workers;
   for (size_t i = 0; i < std::max<size_t>(1, cfg.connections); ++i)
-    workers.push_back(caf::actor_cast<caf::actor>(sys.spawn<caf::detached>(pg_worker, cfg)));
-  return caf::actor_cast<protocols::store_actor>(sys.spawn(dispatcher, std::move(workers)));
+    workers.push_back(spawn_pg_worker(sys, cfg));
+  return spawn_store_front(sys, std::move(workers));
 }
 
 } // namespace emporium::persistence

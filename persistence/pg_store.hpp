@@ -35,6 +35,12 @@ std::string with_client_timeouts(const std::string& dsn);
 /// reopened on the next request.
 protocols::store_actor spawn_pg_store(caf::actor_system& sys, const pg_store_config& cfg);
 
+/// One of the store's workers alone (a connection of its own, detached): it
+/// answers write_group with group_outcome, one transaction per group, and the
+/// store's reads. spawn_pg_store puts them behind its front; tests of the
+/// group commit send it groups directly.
+caf::actor spawn_pg_worker(caf::actor_system& sys, const pg_store_config& cfg);
+
 /// The membership table and shard leases (migration 006): one detached worker
 /// with a connection of its own, so a coordinator's round never waits behind
 /// the store's writes. Uses cfg.dsn and cfg.statement_timeout.

@@ -3,6 +3,8 @@
 #include "protocols/cluster.hpp"
 #include "protocols/inventory.hpp"
 
+#include <caf/error.hpp>
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -103,6 +105,21 @@ struct load_entity {
   bool operator==(const load_entity&) const = default;
 };
 
+/// Writes of many entities committed in one transaction: the store's group
+/// commit, from its front to one worker (persistence-internal). Each part is
+/// still version- and epoch-checked on its own; a part's own refusal
+/// (conflict, fenced) or failure leaves the others committed.
+struct write_group {
+  std::vector<stock_batch> stock;
+  std::vector<entity_write> entities;
+};
+
+/// Per part of a write_group, in its order: no error (committed) or why not.
+struct group_outcome {
+  std::vector<caf::error> stock;
+  std::vector<caf::error> entities;
+};
+
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, domain_event& x) {
   return f(caf::meta::type_name("domain_event"), x.event_id, x.event_type,
@@ -144,6 +161,14 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, entity_write& x) {
   return f(caf::meta::type_name("entity_write"), x.expected_version, x.after, x.events,
            x.under);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, write_group& x) {
+  return f(caf::meta::type_name("write_group"), x.stock, x.entities);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, group_outcome& x) {
+  return f(caf::meta::type_name("group_outcome"), x.stock, x.entities);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, load_entity& x) {

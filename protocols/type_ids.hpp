@@ -94,6 +94,8 @@ CAF_ADD_TYPE_ID(emporium, (emporium::protocols::request_drain))
 CAF_ADD_TYPE_ID(emporium, (std::vector<emporium::protocols::member>))
 CAF_ADD_TYPE_ID(emporium, (std::vector<emporium::protocols::shard_lease>))
 CAF_ADD_TYPE_ID(emporium, (std::vector<uint32_t>))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::write_group))
+CAF_ADD_TYPE_ID(emporium, (emporium::protocols::group_outcome))
 
 CAF_ADD_ATOM(emporium, emporium::protocols, route_atom, "route")
 CAF_ADD_ATOM(emporium, emporium::protocols, expire_atom, "expire")

@@ -135,6 +135,64 @@ TEST_CASE_FIXTURE(system_fixture, "a duplicate event version rolls the whole bat
   CHECK(scalar(dsn, "SELECT on_hand FROM stock_levels") == "10");
 }
 
+/// Each part's outcome of a group written by one worker, "ok" or the errc.
+std::string outcomes(const group_outcome& out) {
+  std::string xs;
+  for (auto* v : {&out.stock, &out.entities})
+    for (auto& e : *v)
+      xs.append(xs.empty() ? "" : ",")
+        .append(!e                            ? std::string_view{"ok"}
+                : to_errc(e) == errc::fenced ? std::string_view{"fenced"} // to_string: unavailable
+                                             : to_string(to_errc(e)));
+  return xs;
+}
+
+TEST_CASE_FIXTURE(system_fixture, "a group commits many entities in one transaction, each part answered by its own checks") {
+  REQUIRE(ask<ok_atom>(store, first_batch("S1", "w1")));
+  auto worker = persistence::spawn_pg_worker(sys, {dsn, 1, 5000ms});
+  write_group g;
+  g.stock.push_back(first_batch("S2", "w1"));
+  auto stale = first_batch("S1", "w1"); // expects version 0 again
+  stale.after.on_hand = 99;
+  g.stock.push_back(stale);
+  auto fenced = first_batch("S3", "w1");
+  fenced.under = fence{7, 3}; // no lease of shard 7 has epoch 3
+  g.stock.push_back(fenced);
+  g.entities.push_back(cart_write(0, R"({"items":[]})"));
+  auto out = ask<group_outcome>(worker, g);
+  REQUIRE(out);
+  CHECK(outcomes(*out) == "ok,conflict,fenced,ok");
+  CHECK(scalar(dsn, "SELECT on_hand FROM stock_levels WHERE sku = 'S1'") == "10");
+  CHECK(scalar(dsn, "SELECT count(*) FROM stock_levels WHERE sku = 'S3'") == "0");
+  // One transaction: the new pair's row and the cart's row have the same xmin.
+  CHECK(scalar(dsn, "SELECT xmin FROM stock_levels WHERE sku = 'S2'")
+        == scalar(dsn, "SELECT xmin FROM entity_state WHERE aggregate_id = 'crt_1'"));
+  CHECK(scalar(dsn, "SELECT count(*) FROM events") == "3");
+  stop(worker);
+}
+
+TEST_CASE_FIXTURE(system_fixture, "a part whose statement fails is answered alone, with its entity's later parts; the others commit") {
+  auto worker = persistence::spawn_pg_worker(sys, {dsn, 1, 5000ms});
+  write_group g;
+  g.stock.push_back(first_batch("S4", "w1"));
+  auto dup = first_batch("S5", "w1");
+  dup.events.push_back(dup.events[0]); // version 1 twice: a unique violation
+  dup.events[1].event_id = new_uuid();
+  g.stock.push_back(dup);
+  auto next = first_batch("S5", "w1"); // depends on the failed one
+  next.expected_version = 1;
+  next.after.version = 2;
+  next.events[0].event_version = 2;
+  g.stock.push_back(next);
+  g.stock.push_back(first_batch("S6", "w1"));
+  auto out = ask<group_outcome>(worker, g);
+  REQUIRE(out);
+  CHECK(outcomes(*out) == "ok,conflict,conflict,ok");
+  CHECK(scalar(dsn, "SELECT string_agg(sku, ',' ORDER BY sku) FROM stock_levels") == "S4,S6");
+  CHECK(scalar(dsn, "SELECT count(*) FROM events") == "2");
+  stop(worker);
+}
+
 TEST_CASE_FIXTURE(system_fixture, "a restarted SKU actor recovers levels, holds and expiries exactly") {
   auto sku = actors::spawn_sku(sys, "S1", store, {});
   REQUIRE(on_pair<stock_result>(sku, "w1", push_stock_level{10, 1, true, 2, "u"}));

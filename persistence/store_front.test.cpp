@@ -1,0 +1,189 @@
+#include "persistence/store_front.hpp"
+
+#include "tests/support/deterministic.hpp"
+
+#include <doctest/doctest.h>
+
+using namespace emporium;
+using namespace emporium::protocols;
+using emporium::persistence::store_front_config;
+
+namespace {
+
+/// A worker double: keeps each group it gets, and answers the oldest one when
+/// the test says so, with what `answer` decides (every part committed unless
+/// told otherwise).
+struct worker_control {
+  std::vector<write_group> groups;
+  std::function<group_outcome(const write_group&)> answer = [](const write_group& g) {
+    return group_outcome{std::vector<caf::error>(g.stock.size()),
+                         std::vector<caf::error>(g.entities.size())};
+  };
+};
+
+struct worker_state {
+  std::deque<std::pair<caf::response_promise, write_group>> open;
+};
+
+caf::actor spawn_worker(caf::actor_system& sys, std::shared_ptr<worker_control> ctl) {
+  return sys.spawn([ctl](caf::stateful_actor<worker_state>* self) -> caf::behavior {
+    return {
+      [self, ctl](write_group& g) {
+        ctl->groups.push_back(g);
+        self->state.open.emplace_back(self->make_response_promise(), std::move(g));
+      },
+      [self, ctl](ok_atom) {
+        auto [rp, g] = std::move(self->state.open.front());
+        self->state.open.pop_front();
+        rp.deliver(ctl->answer(g));
+      },
+    };
+  });
+}
+
+stock_batch batch(const std::string& sku, int64_t expected) {
+  stock_batch b;
+  b.expected_version = expected;
+  b.after.sku = sku;
+  b.after.warehouse = "w1";
+  b.after.version = expected + 1;
+  return b;
+}
+
+entity_write cart_write(const std::string& id) {
+  entity_write w;
+  w.after.aggregate_type = "cart";
+  w.after.aggregate_id = id;
+  return w;
+}
+
+struct front_fixture : test::deterministic {
+  std::shared_ptr<worker_control> ctl = std::make_shared<worker_control>();
+  caf::actor worker = spawn_worker(sys, ctl);
+  store_front_config cfg;
+  store_actor front;
+
+  explicit front_fixture(store_front_config c = {}) : cfg(c) {
+    front = persistence::spawn_store_front(sys, {worker}, cfg);
+  }
+
+  /// The worker answers its oldest open group.
+  void commit_one() {
+    self->send(worker, ok_atom_v);
+    run();
+  }
+
+  static std::vector<std::string> skus(const write_group& g) {
+    std::vector<std::string> out;
+    for (auto& b : g.stock)
+      out.push_back(b.after.sku + "@" + std::to_string(b.expected_version));
+    return out;
+  }
+};
+
+} // namespace
+
+TEST_CASE("writes of many pairs that arrive while a group commits go as the next group") {
+  front_fixture f;
+  auto p1 = f.send_request(f.front, batch("P1", 1));
+  f.run();
+  REQUIRE(f.ctl->groups.size() == 1);
+  auto p2 = f.send_request(f.front, batch("P2", 4));
+  auto p3 = f.send_request(f.front, batch("P3", 7));
+  auto c1 = f.send_request(f.front, cart_write("c1"));
+  f.run();
+  CHECK(f.ctl->groups.size() == 1); // nothing more while the first is in flight
+  f.commit_one();
+  REQUIRE(f.ctl->groups.size() == 2);
+  CHECK(front_fixture::skus(f.ctl->groups[1]) == std::vector<std::string>{"P2@4", "P3@7"});
+  CHECK(f.ctl->groups[1].entities.size() == 1);
+  CHECK(f.receive<ok_atom>(p1));
+  f.commit_one();
+  CHECK(f.receive<ok_atom>(p2));
+  CHECK(f.receive<ok_atom>(p3));
+  CHECK(f.receive<ok_atom>(c1));
+}
+
+TEST_CASE("a part refused or failed is answered alone; the others of its group are committed") {
+  front_fixture f;
+  f.ctl->answer = [](const write_group& g) {
+    group_outcome out{std::vector<caf::error>(g.stock.size()),
+                      std::vector<caf::error>(g.entities.size())};
+    for (size_t i = 0; i < g.stock.size(); ++i) {
+      if (g.stock[i].after.sku == "CONFLICT")
+        out.stock[i] = caf::make_error(errc::conflict);
+      if (g.stock[i].after.sku == "FENCED")
+        out.stock[i] = caf::make_error(errc::fenced);
+    }
+    return out;
+  };
+  auto first = f.send_request(f.front, batch("P0", 1));
+  f.run();
+  auto ok = f.send_request(f.front, batch("P1", 1));
+  auto conflict = f.send_request(f.front, batch("CONFLICT", 1));
+  auto fenced = f.send_request(f.front, batch("FENCED", 1));
+  auto ok2 = f.send_request(f.front, batch("P2", 1));
+  f.run();
+  f.commit_one();
+  f.commit_one();
+  CHECK(f.receive<ok_atom>(first));
+  CHECK(f.receive<ok_atom>(ok));
+  auto c = f.receive<ok_atom>(conflict);
+  REQUIRE(!c);
+  CHECK(to_errc(c.error()) == errc::conflict);
+  auto x = f.receive<ok_atom>(fenced);
+  REQUIRE(!x);
+  CHECK(to_errc(x.error()) == errc::fenced);
+  CHECK(f.receive<ok_atom>(ok2));
+}
+
+TEST_CASE("one pair's writes stay in order, in one group or across groups") {
+  front_fixture f{store_front_config{2, 100}};
+  std::vector<decltype(f.send_request(f.front, batch("P", 0)))> pending;
+  for (int64_t v = 0; v < 5; ++v)
+    pending.push_back(f.send_request(f.front, batch("P", v)));
+  f.run();
+  for (int i = 0; i < 3; ++i)
+    f.commit_one();
+  REQUIRE(f.ctl->groups.size() == 3); // at most 2 parts per group: 1, then 2, then 2
+  CHECK(front_fixture::skus(f.ctl->groups[0]) == std::vector<std::string>{"P@0"});
+  CHECK(front_fixture::skus(f.ctl->groups[1]) == std::vector<std::string>{"P@1", "P@2"});
+  CHECK(front_fixture::skus(f.ctl->groups[2]) == std::vector<std::string>{"P@3", "P@4"});
+  for (auto& p : pending)
+    CHECK(f.receive<ok_atom>(p));
+}
+
+TEST_CASE("beyond the bound of waiting writes a write is refused at once, and nothing is sent") {
+  front_fixture f{store_front_config{256, 2}};
+  auto in_flight = f.send_request(f.front, batch("P0", 1));
+  f.run();
+  auto w1 = f.send_request(f.front, batch("P1", 1));
+  auto w2 = f.send_request(f.front, cart_write("c1"));
+  auto over = f.send_request(f.front, batch("P3", 1));
+  f.run();
+  auto refused = f.receive<ok_atom>(over); // answered with the first still in flight
+  REQUIRE(!refused);
+  CHECK(to_errc(refused.error()) == errc::unavailable);
+  f.commit_one();
+  f.commit_one();
+  REQUIRE(f.ctl->groups.size() == 2);
+  CHECK(front_fixture::skus(f.ctl->groups[1]) == std::vector<std::string>{"P1@1"});
+  CHECK(f.receive<ok_atom>(in_flight));
+  CHECK(f.receive<ok_atom>(w1));
+  CHECK(f.receive<ok_atom>(w2));
+}
+
+TEST_CASE("a worker that goes down answers its group and its waiting writes unavailable") {
+  front_fixture f;
+  auto in_flight = f.send_request(f.front, batch("P0", 1));
+  f.run();
+  auto waiting = f.send_request(f.front, batch("P1", 1));
+  f.run();
+  caf::anon_send_exit(f.worker, caf::exit_reason::kill);
+  f.run();
+  for (auto* p : {&in_flight, &waiting}) {
+    auto r = f.receive<ok_atom>(*p);
+    REQUIRE(!r);
+    CHECK(to_errc(r.error()) == errc::unavailable);
+  }
+}
