@@ -15,6 +15,7 @@
 #include <chrono>
 #include <limits>
 #include <optional>
+#include <unordered_map>
 
 namespace emporium::persistence {
 
@@ -78,6 +79,56 @@ const std::string insert_batch_sql
       "SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE $9::bigint = 0 "
       "AND EXISTS (SELECT 1 FROM lease) ON CONFLICT DO NOTHING RETURNING 1)"
     + batch_tail_sql;
+
+// Many pairs' batches as one statement (one round trip, one plan, one
+// execution for all of them): at most one batch per pair, $1..$11 per part
+// (index, key, level after, expected version, fence), events and holds
+// flattened with their part's index. Each part's level is written only if its
+// own version and epoch checks hold (an UPDATE for a known pair, an INSERT for
+// a new one); its events and holds only if its level was. Events keep the
+// parts' order (ORDER BY the flattened position: the outbox relays by
+// position). The answer: per part, written and lease current.
+const std::string multi_batch_sql
+  = "WITH p AS (SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::bigint[],"
+    "  $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[],"
+    "  $11::bigint[], $12::bigint[]) AS p(i, sku, wh, on_hand, reserved, committed, low,"
+    "  version, last_seq, expected, shard, epoch)),"
+    " f AS (SELECT p.i, p.epoch = 0 OR EXISTS (SELECT 1 FROM shard_leases l"
+    "  WHERE l.shard = p.shard::integer AND l.epoch = p.epoch) AS ok FROM p),"
+    " upd AS (UPDATE stock_levels s SET on_hand = p.on_hand, reserved = p.reserved,"
+    "  committed = p.committed, low_stock_threshold = p.low, version = p.version,"
+    "  last_seq = p.last_seq, updated_at = now()"
+    "  FROM p JOIN f ON f.i = p.i AND f.ok"
+    "  WHERE p.expected <> 0 AND s.sku = p.sku AND s.warehouse = p.wh AND s.version = p.expected"
+    "  RETURNING p.i),"
+    " ins AS (INSERT INTO stock_levels (sku, warehouse, on_hand, reserved, committed,"
+    "  low_stock_threshold, version, last_seq)"
+    "  SELECT p.sku, p.wh, p.on_hand, p.reserved, p.committed, p.low, p.version, p.last_seq"
+    "  FROM p JOIN f ON f.i = p.i AND f.ok WHERE p.expected = 0"
+    "  ON CONFLICT DO NOTHING RETURNING sku, warehouse),"
+    " done AS (SELECT i FROM upd UNION ALL"
+    "  SELECT p.i FROM p JOIN ins ON ins.sku = p.sku AND ins.warehouse = p.wh),"
+    " written_events AS ("
+    "  INSERT INTO events (event_id, aggregate_type, aggregate_id, event_version, event_type,"
+    "    event_time, data, metadata)"
+    "  SELECT e.id, 'stock', p.sku || '@' || p.wh, e.v, e.t, to_timestamp(e.ms / 1000.0), e.d,"
+    "    jsonb_build_object('correlationId', e.corr, 'causationId', e.cause, 'userId', e.usr,"
+    "      'node', $13::text)"
+    "  FROM unnest($14::int[], $15::uuid[], $16::bigint[], $17::text[], $18::bigint[],"
+    "    $19::jsonb[], $20::text[], $21::text[], $22::text[]) WITH ORDINALITY"
+    "    AS e(i, id, v, t, ms, d, corr, cause, usr, ord)"
+    "  JOIN p ON p.i = e.i WHERE e.i IN (SELECT i FROM done) ORDER BY e.ord),"
+    " written_holds AS ("
+    "  INSERT INTO stock_holds (reservation_id, sku, warehouse, quantity, expires_at, status,"
+    "    owner)"
+    "  SELECT h.id, p.sku, p.wh, h.q, to_timestamp(h.ms / 1000.0), h.s, h.o"
+    "  FROM unnest($23::int[], $24::text[], $25::bigint[], $26::bigint[], $27::text[],"
+    "    $28::text[]) AS h(i, id, q, ms, s, o)"
+    "  JOIN p ON p.i = h.i WHERE h.i IN (SELECT i FROM done)"
+    "  ON CONFLICT (reservation_id, sku, warehouse) DO UPDATE SET"
+    "    quantity = EXCLUDED.quantity, expires_at = EXCLUDED.expires_at,"
+    "    status = EXCLUDED.status, updated_at = now())"
+    " SELECT f.i, f.i IN (SELECT i FROM done), f.ok FROM f ORDER BY f.i";
 
 // An entity write: the version-checked write of its row, then its events only
 // if that matched (one autocommit statement). $3 is the expected version; the
@@ -245,6 +296,7 @@ struct worker_state {
                                        + std::to_string(statement_timeout.count()));
       conn->prepare("update_batch", update_batch_sql);
       conn->prepare("insert_batch", insert_batch_sql);
+      conn->prepare("multi_batch", multi_batch_sql);
       conn->prepare("entity_update", entity_update_sql);
       conn->prepare("entity_insert", entity_insert_sql);
     }
@@ -374,6 +426,69 @@ caf::error write_batch(pqxx::transaction_base& tx, const stock_batch& b) {
   return part_outcome(r);
 }
 
+/// Writes the batches of distinct pairs `parts` (indexes into g.stock) with
+/// one statement; stores each part's outcome in results.
+void write_batches(pqxx::transaction_base& tx, const std::vector<stock_batch>& batches,
+                   const std::vector<size_t>& parts, std::vector<caf::error>& results) {
+  std::vector<const stock_batch*> b;
+  for (auto k : parts)
+    b.push_back(&batches[k]);
+  using B = const stock_batch*;
+  std::vector<std::pair<int64_t, const domain_event*>> ev;
+  std::vector<std::pair<int64_t, const hold_view*>> hs;
+  std::string node;
+  for (size_t i = 0; i < b.size(); ++i) {
+    for (auto& e : b[i]->events) {
+      ev.emplace_back(static_cast<int64_t>(i), &e);
+      if (node.empty())
+        node = e.node;
+    }
+    for (auto& h : b[i]->hold_changes)
+      hs.emplace_back(static_cast<int64_t>(i), &h);
+  }
+  using E = std::pair<int64_t, const domain_event*>;
+  using H = std::pair<int64_t, const hold_view*>;
+  std::vector<int64_t> idx(b.size());
+  for (size_t i = 0; i < b.size(); ++i)
+    idx[i] = static_cast<int64_t>(i);
+  auto r = tx.exec_prepared(
+    "multi_batch", array_literal(idx, [](int64_t i) { return i; }),
+    array_literal(b, [](B x) -> const std::string& { return x->after.sku; }),
+    array_literal(b, [](B x) -> const std::string& { return x->after.warehouse; }),
+    array_literal(b, [](B x) { return x->after.on_hand; }),
+    array_literal(b, [](B x) { return x->after.reserved; }),
+    array_literal(b, [](B x) { return x->after.committed; }),
+    array_literal(b, [](B x) { return x->after.low_stock_threshold; }),
+    array_literal(b, [](B x) { return x->after.version; }),
+    array_literal(b, [](B x) { return x->after.last_seq; }),
+    array_literal(b, [](B x) { return x->expected_version; }),
+    array_literal(b, [](B x) { return static_cast<int64_t>(x->under.shard); }),
+    array_literal(b, [](B x) { return x->under.epoch; }), node,
+    array_literal(ev, [](const E& e) { return e.first; }),
+    array_literal(ev, [](const E& e) -> const std::string& { return e.second->event_id; }),
+    array_literal(ev, [](const E& e) { return e.second->event_version; }),
+    array_literal(ev, [](const E& e) -> const std::string& { return e.second->event_type; }),
+    array_literal(ev, [](const E& e) { return e.second->event_time_ms; }),
+    array_literal(ev, [](const E& e) -> const std::string& { return e.second->data_json; }),
+    array_literal(ev, [](const E& e) -> const std::string& { return e.second->correlation_id; }),
+    array_literal(ev, [](const E& e) -> const std::string& { return e.second->causation_id; }),
+    array_literal(ev, [](const E& e) -> const std::string& { return e.second->user_id; }),
+    array_literal(hs, [](const H& h) { return h.first; }),
+    array_literal(hs, [](const H& h) -> const std::string& { return h.second->reservation_id; }),
+    array_literal(hs, [](const H& h) { return h.second->quantity; }),
+    array_literal(hs, [](const H& h) { return h.second->expires_at_ms; }),
+    array_literal(hs, [](const H& h) -> const std::string& { return h.second->status; }),
+    array_literal(hs, [](const H& h) -> const std::string& { return h.second->owner; }));
+  for (const auto& row : r) {
+    auto i = row[0].as<size_t>();
+    auto& out = results[parts[i]];
+    if (row[1].as<bool>())
+      out = {};
+    else
+      out = caf::make_error(row[2].as<bool>() ? errc::conflict : errc::fenced);
+  }
+}
+
 caf::error write_entity(pqxx::transaction_base& tx, const entity_write& w) {
   const auto& a = w.after;
   const auto& ev = w.events;
@@ -481,8 +596,11 @@ caf::error statement_failure(const pqxx::sql_error& e) {
 }
 
 /// One transaction for every part of the group (autocommit for a lone part:
-/// one round trip, as before group commit). Each part is answered by its own
-/// statement's checks. A statement that fails rolls the transaction back:
+/// one round trip, as before group commit). The pairs' batches go as one
+/// statement per round of distinct pairs (multi_batch_sql), carts and orders
+/// one statement each. Each part is answered by its own checks. A statement of
+/// many parts that fails is rolled back and the group goes again one
+/// statement per part, to find the failing one. A statement that fails rolls the transaction back:
 /// that part (and its entity's later parts, which depend on it) gets its
 /// error and the others go again without it. A connection found broken is
 /// reopened once (nothing was committed); a break during COMMIT leaves the
@@ -532,7 +650,9 @@ group_outcome commit_group(worker_state& st, const write_group& g, bool require_
   auto& m = store_metrics::get();
   auto start = std::chrono::steady_clock::now();
   constexpr auto none = std::numeric_limits<size_t>::max();
+  constexpr auto many = none - 1; // a statement of many parts: which one failed is unknown
   std::vector<caf::error> results(n);
+  bool one_by_one = false; // after a failed statement of many parts: find the failing one
   for (bool reopened = false;;) {
     std::vector<size_t> todo;
     for (size_t k = 0; k < n; ++k)
@@ -548,9 +668,35 @@ group_outcome commit_group(worker_state& st, const write_group& g, bool require_
         results[at] = exec(tx, at);
       } else {
         pqxx::work tx{st.connection()};
-        for (auto k : todo) {
-          at = k;
-          results[k] = exec(tx, k);
+        if (one_by_one) {
+          for (auto k : todo) {
+            at = k;
+            results[k] = exec(tx, k);
+          }
+        } else {
+          // The pairs' batches in rounds of distinct pairs, one statement each
+          // (a pair's later batch in a later round: it builds on the earlier).
+          std::vector<std::vector<size_t>> rounds;
+          std::unordered_map<std::string, size_t> seen; // batches per pair so far
+          for (size_t a = 0; a < todo.size() && todo[a] < ns; ++a) {
+            auto& l = g.stock[todo[a]].after;
+            auto round = seen[l.warehouse + '\x1f' + l.sku]++;
+            if (rounds.size() <= round)
+              rounds.resize(round + 1);
+            rounds[round].push_back(todo[a]);
+          }
+          for (auto& parts : rounds) {
+            at = parts.size() == 1 ? parts[0] : many;
+            if (parts.size() == 1)
+              results[parts[0]] = exec(tx, parts[0]);
+            else
+              write_batches(tx, g.stock, parts, results);
+          }
+          for (auto k : todo)
+            if (k >= ns) {
+              at = k;
+              results[k] = exec(tx, k);
+            }
         }
         at = none;
         tx.commit();
@@ -585,6 +731,8 @@ group_outcome commit_group(worker_state& st, const write_group& g, bool require_
       m.failures->Increment();
       if (at == none) // the COMMIT itself was refused: nothing was written
         decide_rest(statement_failure(e));
+      else if (at == many)
+        one_by_one = true; // again, one statement per part, to find the failing one
       else
         decide(at, statement_failure(e)); // the others go again without it
     } catch (const std::exception& e) {

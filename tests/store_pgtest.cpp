@@ -193,6 +193,39 @@ TEST_CASE_FIXTURE(system_fixture, "a part whose statement fails is answered alon
   stop(worker);
 }
 
+TEST_CASE_FIXTURE(system_fixture, "a group's batches of many pairs, two of one pair, commit in order with their events and holds") {
+  REQUIRE(ask<ok_atom>(store, first_batch("S7", "w1")));
+  REQUIRE(ask<ok_atom>(store, first_batch("S8", "w1")));
+  auto worker = persistence::spawn_pg_worker(sys, {dsn, 1, 5000ms});
+  auto reserve = [](const std::string& sku, int64_t version, const std::string& rsv) {
+    stock_batch b;
+    b.expected_version = version;
+    b.after = stock_level{sku, "w1", 10, version, 0, 10 - version, 3, version + 1, 1};
+    b.events.push_back(domain_event{new_uuid(), "stock_reserved", sku + "@w1", "stock",
+                                    version + 1, now_ms(), R"({"quantity":1})", "c", "", "u", "n"});
+    b.hold_changes.push_back({rsv, "w1", 1, now_ms() + 60000, "held", "u"});
+    return b;
+  };
+  write_group g;
+  g.stock = {reserve("S7", 1, "r71"), reserve("S8", 1, "r81"), reserve("S7", 2, "r72")};
+  auto out = ask<group_outcome>(worker, g);
+  REQUIRE(out);
+  CHECK(outcomes(*out) == "ok,ok,ok");
+  CHECK(scalar(dsn, "SELECT version || '/' || reserved FROM stock_levels WHERE sku = 'S7'") == "3/2");
+  CHECK(scalar(dsn, "SELECT version || '/' || reserved FROM stock_levels WHERE sku = 'S8'") == "2/1");
+  CHECK(scalar(dsn, "SELECT string_agg(event_version::text, ',' ORDER BY position) FROM events "
+                    "WHERE aggregate_id = 'S7@w1'") == "1,2,3");
+  CHECK(scalar(dsn, "SELECT string_agg(reservation_id, ',' ORDER BY reservation_id) FROM stock_holds "
+                    "WHERE status = 'held'") == "r71,r72,r81");
+  // A stale part of a later group is refused alone.
+  write_group h;
+  h.stock = {reserve("S7", 1, "stale"), reserve("S8", 2, "r82")};
+  out = ask<group_outcome>(worker, h);
+  REQUIRE(out);
+  CHECK(outcomes(*out) == "conflict,ok");
+  stop(worker);
+}
+
 TEST_CASE_FIXTURE(system_fixture, "a restarted SKU actor recovers levels, holds and expiries exactly") {
   auto sku = actors::spawn_sku(sys, "S1", store, {});
   REQUIRE(on_pair<stock_result>(sku, "w1", push_stock_level{10, 1, true, 2, "u"}));
