@@ -1,6 +1,8 @@
 #include "persistence/store_front.hpp"
 
+#include "persistence/log.hpp"
 #include "protocols/errc.hpp"
+#include "protocols/metrics.hpp"
 #include "protocols/type_ids.hpp"
 
 #include <caf/actor_system.hpp>
@@ -28,6 +30,8 @@ struct lane {
   queue<entity_write> entities;
   /// The promises of the group in flight (answered if the worker dies).
   std::shared_ptr<std::vector<caf::response_promise>> in_flight;
+  uint64_t group_id = 0; ///< of the group in flight (the hang timer's reference)
+  bool hung = false;     ///< the group in flight was counted as a failed call already
   size_t waiting() const { return stock.size() + entities.size(); }
 };
 
@@ -36,9 +40,69 @@ struct front_state {
   std::vector<lane> lanes;
   store_front_config cfg;
   size_t next_read = 0;
+  breaker pg;
+  breaker::state shown = breaker::state::closed;
 };
 
+prometheus::Gauge& breaker_gauge() {
+  static auto& g = prometheus::BuildGauge()
+                     .Name("emporium_store_breaker_state")
+                     .Help("The breaker around PostgreSQL: 0 closed, 1 open, 2 half-open")
+                     .Register(metrics::registry())
+                     .Add({});
+  return g;
+}
+
 using self_ptr = caf::stateful_actor<front_state>*;
+
+caf::error breaker_open() {
+  return caf::make_error(errc::unavailable, std::string{"PostgreSQL is unavailable (breaker open)"});
+}
+
+template <class Write>
+void refuse_all(queue<Write>& q, const caf::error& err) {
+  for (auto& [w, rp] : q)
+    rp.deliver(err);
+  q.clear();
+}
+
+/// Publishes the breaker's state (gauge, and a log line when it changed).
+void show(self_ptr self) {
+  auto s = self->state.pg.current(self->clock().now());
+  breaker_gauge().Set(s == breaker::state::closed ? 0 : s == breaker::state::open ? 1 : 2);
+  if (s != self->state.shown) {
+    (s == breaker::state::open ? log()->warn("event=store_breaker state={}", to_string(s))
+                               : log()->info("event=store_breaker state={}", to_string(s)));
+    self->state.shown = s;
+  }
+}
+
+/// A call's outcome for the breaker: failed only if PostgreSQL gave nothing
+/// but `unavailable` (a refusal by a part's own checks is an answer).
+void record(self_ptr self, bool success) {
+  auto& pg = self->state.pg;
+  auto now = self->clock().now();
+  auto was = pg.current(now);
+  pg.record(success, now);
+  if (was != breaker::state::open && pg.current(now) == breaker::state::open)
+    for (auto& l : self->state.lanes) { // waiting writes have not started: refused now
+      refuse_all(l.stock, breaker_open());
+      refuse_all(l.entities, breaker_open());
+    }
+  show(self);
+}
+
+bool all_unavailable(const group_outcome& out) {
+  size_t n = 0;
+  for (auto* v : {&out.stock, &out.entities})
+    for (auto& e : *v) {
+      if (!e || to_errc(e) != errc::unavailable)
+        return false;
+      ++n;
+    }
+  return n > 0;
+}
+
 
 /// Takes up to n parts from the front of q into parts, their promises into rps.
 template <class Write>
@@ -61,6 +125,14 @@ void flush(self_ptr self, size_t i) {
   auto& l = self->state.lanes[i];
   if (l.busy || l.waiting() == 0)
     return;
+  if (!self->state.pg.allow(self->clock().now())) {
+    // Open (or its probe is out): nothing waiting has started, so it is
+    // refused with nothing written.
+    refuse_all(l.stock, breaker_open());
+    refuse_all(l.entities, breaker_open());
+    show(self);
+    return;
+  }
   // Both kinds get at least half of a full group when both have plenty.
   auto max = self->state.cfg.max_group;
   auto n_entities = std::min(l.entities.size(), max - std::min(l.stock.size(), max / 2));
@@ -81,12 +153,25 @@ void flush(self_ptr self, size_t i) {
     l.busy = false;
     return true;
   };
+  // Its outcome for the breaker, unless it failed after being counted as hung.
+  auto count = [self, i](bool success) {
+    if (success || !self->state.lanes[i].hung)
+      record(self, success);
+  };
   auto n = g.stock.size();
+  // A group still in flight after hung_after counts as a failed call: a hung
+  // server answers nothing, and the breaker must open without waiting for it
+  // (the group itself still gets its definite outcome when it comes).
+  l.group_id += 1;
+  l.hung = false;
+  self->delayed_send(self, self->state.cfg.hung_after, tick_atom_v, l.group_id,
+                     static_cast<uint64_t>(i));
   self->request(l.worker, caf::infinite, std::move(g))
     .then(
-      [self, i, rps, n, ours](group_outcome& out) {
+      [self, i, rps, n, ours, count](group_outcome& out) {
         if (!ours())
           return;
+        count(!all_unavailable(out));
         auto& all = *rps;
         if (out.stock.size() + out.entities.size() != all.size()) {
           answer_all(all, caf::make_error(errc::internal, std::string{"malformed group outcome"}));
@@ -101,9 +186,10 @@ void flush(self_ptr self, size_t i) {
         }
         flush(self, i);
       },
-      [self, i, rps, ours](caf::error& err) {
+      [self, i, rps, ours, count](caf::error& err) {
         if (!ours())
           return;
+        count(false);
         answer_all(*rps, err);
         flush(self, i);
       });
@@ -113,6 +199,10 @@ template <class Write>
 void enqueue(self_ptr self, size_t i, queue<Write> lane::*q, Write w) {
   auto& l = self->state.lanes[i];
   auto rp = self->make_response_promise();
+  if (self->state.pg.current(self->clock().now()) == breaker::state::open) {
+    rp.deliver(breaker_open());
+    return;
+  }
   if (l.waiting() >= self->state.cfg.max_pending) {
     rp.deliver(caf::make_error(errc::unavailable, std::string{"the store's write queue is full"}));
     return;
@@ -125,9 +215,10 @@ caf::behavior front(self_ptr self, std::vector<caf::actor> workers, store_front_
   auto& st = self->state;
   st.cfg = cfg;
   st.cfg.max_group = std::max<size_t>(2, cfg.max_group);
+  st.pg = breaker{cfg.breaker};
   for (auto& w : workers) {
     self->monitor(w);
-    st.lanes.push_back(lane{w, false, {}, {}, {}});
+    st.lanes.push_back(lane{w, false, {}, {}, {}, 0, false});
   }
   self->set_exit_handler([self](caf::exit_msg& msg) {
     for (auto& l : self->state.lanes)
@@ -157,6 +248,14 @@ caf::behavior front(self_ptr self, std::vector<caf::actor> workers, store_front_
     auto& st = self->state;
     return st.lanes[st.next_read++ % st.lanes.size()].worker;
   };
+  // A store read goes to a worker unless the breaker is open.
+  auto read = [self, any](auto&& q) {
+    if (self->state.pg.current(self->clock().now()) == breaker::state::open) {
+      self->make_response_promise().deliver(breaker_open());
+      return;
+    }
+    self->delegate(any(), std::move(q));
+  };
   auto n = workers.size();
   return {
     [self, n](stock_batch& b) {
@@ -167,12 +266,39 @@ caf::behavior front(self_ptr self, std::vector<caf::actor> workers, store_front_
       auto key = std::hash<std::string>{}(w.after.aggregate_id);
       enqueue(self, key % n, &lane::entities, std::move(w));
     },
-    [self, any](load_entity& q) { self->delegate(any(), std::move(q)); },
-    [self, any](load_sku& q) { self->delegate(any(), std::move(q)); },
-    [self, any](load_events& q) { self->delegate(any(), std::move(q)); },
-    [self, any](find_unsettled& q) { self->delegate(any(), std::move(q)); },
-    [self, any](locate_reservation& q) { self->delegate(any(), std::move(q)); },
-    [self, any](ping_atom) { self->delegate(any(), ping_atom_v); },
+    [read](load_entity& q) { read(std::move(q)); },
+    [read](load_sku& q) { read(std::move(q)); },
+    [read](load_events& q) { read(std::move(q)); },
+    [read](find_unsettled& q) { read(std::move(q)); },
+    [read](locate_reservation& q) { read(std::move(q)); },
+    [self, any](ping_atom) -> caf::result<ok_atom> {
+      // Readiness asks this: it is a call like any other (a probe when
+      // half-open), and answered at once while open.
+      if (!self->state.pg.allow(self->clock().now()))
+        return breaker_open();
+      auto rp = self->make_response_promise<ok_atom>();
+      // No answer within hung_after is a failure too (it writes nothing,
+      // so answering it is honest).
+      self->request(any(), self->state.cfg.hung_after, ping_atom_v)
+        .then(
+          [self, rp](ok_atom) mutable {
+            record(self, true);
+            rp.deliver(ok_atom_v);
+          },
+          [self, rp](caf::error& err) mutable {
+            auto down = err == caf::sec::request_timeout || to_errc(err) == errc::unavailable;
+            record(self, !down);
+            rp.deliver(down ? caf::make_error(errc::unavailable, std::string{"PostgreSQL did not answer"}) : std::move(err));
+          });
+      return rp;
+    },
+    [self](tick_atom, uint64_t group, uint64_t i) {
+      auto& l = self->state.lanes[i];
+      if (l.in_flight && l.group_id == group && !l.hung) {
+        l.hung = true;
+        record(self, false); // hung
+      }
+    },
   };
 }
 

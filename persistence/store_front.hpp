@@ -1,9 +1,11 @@
 #pragma once
 
 #include "protocols/actors.hpp"
+#include "protocols/breaker.hpp"
 
 #include <caf/fwd.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <vector>
 
@@ -15,6 +17,16 @@ struct store_front_config {
   /// Parts waiting for one worker at most; beyond it a write is answered
   /// `unavailable` at once, with nothing written (every queue is bounded).
   size_t max_pending = 8192;
+  /// The breaker around PostgreSQL: a group (or ping) whose every part
+  /// failed `unavailable` (refused, broken, timed out) is a failed call, and so
+  /// is a group still in flight after `hung_after` (a hung server answers
+  /// nothing, not even errors). While open, writes and store reads are
+  /// answered `unavailable` at once, before anything reaches PostgreSQL (the
+  /// node's /readyz pings the store, so it turns 503 with it); after
+  /// `open_timeout` one call goes through as the probe and closes it.
+  protocols::breaker_config breaker{std::chrono::milliseconds{2000}, 3, 0.5,
+                                    std::chrono::milliseconds{1000}, 1};
+  std::chrono::milliseconds hung_after{1000};
 };
 
 /// The store's one handle, on the scheduler (it only queues and forwards).
@@ -25,7 +37,8 @@ struct store_front_config {
 /// answered with its own outcome once its group's transaction has ended, and
 /// never before: a group in flight has no timeout (PostgreSQL's
 /// statement_timeout bounds it; a worker that dies answers its group
-/// `unavailable`). Reads go round robin.
+/// `unavailable`). Reads go round robin. A breaker (see store_front_config)
+/// answers for PostgreSQL while it is down or hung.
 /// `workers` answer write_group with group_outcome, and the store's reads.
 protocols::store_actor spawn_store_front(caf::actor_system& sys, std::vector<caf::actor> workers,
                                          store_front_config cfg = {});

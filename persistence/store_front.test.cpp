@@ -187,3 +187,72 @@ TEST_CASE("a worker that goes down answers its group and its waiting writes unav
     CHECK(to_errc(r.error()) == errc::unavailable);
   }
 }
+
+namespace {
+
+group_outcome all_failed(const write_group& g) {
+  auto down = caf::make_error(errc::unavailable);
+  return group_outcome{std::vector<caf::error>(g.stock.size(), down),
+                       std::vector<caf::error>(g.entities.size(), down)};
+}
+
+} // namespace
+
+TEST_CASE("groups that PostgreSQL fails open the breaker: writes and reads are refused at once, nothing is sent") {
+  front_fixture f;
+  f.ctl->answer = all_failed;
+  for (int i = 0; i < 3; ++i) {
+    auto w = f.send_request(f.front, batch("P" + std::to_string(i), 1));
+    f.run();
+    f.commit_one();
+    auto r = f.receive<ok_atom>(w);
+    REQUIRE(!r);
+  }
+  REQUIRE(f.ctl->groups.size() == 3);
+  auto refused = f.send_request(f.front, batch("P9", 1));
+  auto read = f.send_request(f.front, load_sku{"P9"});
+  auto ping = f.send_request(f.front, ping_atom_v);
+  f.run();
+  for (auto* p : {&refused, &read, &ping}) {
+    auto r = f.receive<ok_atom>(*p);
+    REQUIRE(!r);
+    CHECK(to_errc(r.error()) == errc::unavailable);
+  }
+  CHECK(f.ctl->groups.size() == 3); // nothing reached the worker
+  // After open_timeout one write goes through as the probe; its commit closes it.
+  f.advance_time(std::chrono::milliseconds{1000});
+  f.ctl->answer = worker_control{}.answer;
+  auto probe = f.send_request(f.front, batch("P10", 1));
+  f.run();
+  auto meanwhile = f.send_request(f.front, batch("P11", 1)); // waits behind the probe
+  f.run();
+  CHECK(f.ctl->groups.size() == 4);
+  f.commit_one();
+  CHECK(f.receive<ok_atom>(probe));
+  REQUIRE(f.ctl->groups.size() == 5); // closed: the next group goes
+  f.commit_one();
+  CHECK(f.receive<ok_atom>(meanwhile));
+}
+
+TEST_CASE("a group that hangs opens the breaker, and still gets its definite outcome") {
+  store_front_config cfg;
+  cfg.breaker.minimum_calls = 1;
+  front_fixture f{cfg};
+  auto hung = f.send_request(f.front, batch("P1", 1));
+  f.run();
+  f.advance_time(std::chrono::milliseconds{999});
+  auto before = f.send_request(f.front, cart_write("c1")); // waits behind the hung group
+  f.run();
+  f.advance_time(std::chrono::milliseconds{1}); // in flight for hung_after: a failed call
+  auto waiting = f.receive<ok_atom>(before); // the waiting write had not started: refused
+  REQUIRE(!waiting);
+  CHECK(to_errc(waiting.error()) == errc::unavailable);
+  auto refused = f.send_request(f.front, batch("P2", 1));
+  f.run();
+  auto r = f.receive<ok_atom>(refused);
+  REQUIRE(!r);
+  CHECK(to_errc(r.error()) == errc::unavailable);
+  f.commit_one(); // the server answers after all: the hung group's own outcome
+  CHECK(f.receive<ok_atom>(hung));
+  CHECK(f.ctl->groups.size() == 1);
+}

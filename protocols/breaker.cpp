@@ -60,7 +60,7 @@ void breaker::record(bool success, time_point now) {
   forget_before(now - cfg_.window);
   calls_.emplace_back(now, !success);
   failures_ += success ? 0 : 1;
-  if (calls_.size() >= cfg_.minimum_calls
+  if (!success && calls_.size() >= cfg_.minimum_calls // a success never opens it
       && static_cast<double>(failures_) >= cfg_.failure_rate * static_cast<double>(calls_.size()))
     open(now);
 }

@@ -16,10 +16,10 @@ struct breaker_config {
 };
 
 /// A circuit breaker over a sliding time window, for one dependency (a payment
-/// provider). Closed: calls go through and their outcomes are counted; when at
-/// least `minimum_calls` in the window failed at `failure_rate` or more it
-/// opens. Open: calls are refused until `open_timeout` passed, then it is
-/// half-open: up to `half_open_probes` trial calls go through; a success
+/// provider, PostgreSQL). Closed: calls go through and their outcomes are
+/// counted; when a failure makes at least `minimum_calls` in the window failed
+/// at `failure_rate` or more it opens (a success never opens it). Open: calls
+/// are refused until `open_timeout` passed, then it is half-open: up to `half_open_probes` trial calls go through; a success
 /// closes it (with an empty window), a failure opens it again. Time is passed
 /// in, so tests drive it. Only transient failures count: a payment decline is
 /// an answer, not a failure. Not thread-safe: one actor owns it.

@@ -25,7 +25,9 @@ struct clocked {
 TEST_CASE_FIXTURE(clocked, "it stays closed below the minimum calls and below the failure rate") {
   calls(0, 3); // three failures, but fewer than four calls
   CHECK(b.current(now) == state::closed);
-  calls(1, 0); // the fourth call: 3 of 4 failed
+  calls(1, 0); // a success never opens it, even at 3 of 4 failed
+  CHECK(b.current(now) == state::closed);
+  calls(0, 1); // the fifth call fails: 4 of 5
   CHECK(b.current(now) == state::open);
   CHECK(b.times_opened() == 1);
 }
