@@ -32,6 +32,7 @@ struct lane {
   std::shared_ptr<std::vector<caf::response_promise>> in_flight;
   uint64_t group_id = 0; ///< of the group in flight (the hang timer's reference)
   bool hung = false;     ///< the group in flight was counted as a failed call already
+  bool dead = false;     ///< its worker went down: writes for it are refused
   size_t waiting() const { return stock.size() + entities.size(); }
 };
 
@@ -66,6 +67,12 @@ void refuse_all(queue<Write>& q, const caf::error& err) {
   q.clear();
 }
 
+/// Answers every write waiting in the lane (none of them has started).
+void refuse_waiting(lane& l, const caf::error& err) {
+  refuse_all(l.stock, err);
+  refuse_all(l.entities, err);
+}
+
 /// Publishes the breaker's state (gauge, and a log line when it changed).
 void show(self_ptr self) {
   auto s = self->state.pg.current(self->clock().now());
@@ -86,8 +93,7 @@ void record(self_ptr self, bool success) {
   pg.record(success, now);
   if (was != breaker::state::open && pg.current(now) == breaker::state::open)
     for (auto& l : self->state.lanes) { // waiting writes have not started: refused now
-      refuse_all(l.stock, breaker_open());
-      refuse_all(l.entities, breaker_open());
+      refuse_waiting(l, breaker_open());
     }
   show(self);
 }
@@ -128,8 +134,7 @@ void flush(self_ptr self, size_t i) {
   if (!self->state.pg.allow(self->clock().now())) {
     // Open (or its probe is out): nothing waiting has started, so it is
     // refused with nothing written.
-    refuse_all(l.stock, breaker_open());
-    refuse_all(l.entities, breaker_open());
+    refuse_waiting(l, breaker_open());
     show(self);
     return;
   }
@@ -203,6 +208,10 @@ void enqueue(self_ptr self, size_t i, queue<Write> lane::*q, Write w) {
     rp.deliver(breaker_open());
     return;
   }
+  if (l.dead) {
+    rp.deliver(caf::make_error(errc::unavailable, std::string{"a store worker went down"}));
+    return;
+  }
   if (l.waiting() >= self->state.cfg.max_pending) {
     rp.deliver(caf::make_error(errc::unavailable, std::string{"the store's write queue is full"}));
     return;
@@ -218,7 +227,7 @@ caf::behavior front(self_ptr self, std::vector<caf::actor> workers, store_front_
   st.pg = breaker{cfg.breaker};
   for (auto& w : workers) {
     self->monitor(w);
-    st.lanes.push_back(lane{w, false, {}, {}, {}, 0, false});
+    st.lanes.push_back(lane{w, false, {}, {}, {}, 0, false, false});
   }
   self->set_exit_handler([self](caf::exit_msg& msg) {
     for (auto& l : self->state.lanes)
@@ -235,13 +244,8 @@ caf::behavior front(self_ptr self, std::vector<caf::actor> workers, store_front_
         if (l.in_flight)
           answer_all(*l.in_flight, err);
         l.in_flight.reset();
-        for (auto& [w, rp] : l.stock)
-          rp.deliver(err);
-        for (auto& [w, rp] : l.entities)
-          rp.deliver(err);
-        l.stock.clear();
-        l.entities.clear();
-        l.busy = true; // nothing more goes to it
+        refuse_waiting(l, err);
+        l.dead = true;
       }
   });
   auto any = [self]() -> const caf::actor& {

@@ -181,7 +181,9 @@ TEST_CASE("a worker that goes down answers its group and its waiting writes unav
   f.run();
   caf::anon_send_exit(f.worker, caf::exit_reason::kill);
   f.run();
-  for (auto* p : {&in_flight, &waiting}) {
+  auto later = f.send_request(f.front, batch("P2", 1)); // its lane has no worker now
+  f.run();
+  for (auto* p : {&in_flight, &waiting, &later}) {
     auto r = f.receive<ok_atom>(*p);
     REQUIRE(!r);
     CHECK(to_errc(r.error()) == errc::unavailable);
