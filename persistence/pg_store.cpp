@@ -600,9 +600,9 @@ caf::error statement_failure(const pqxx::sql_error& e) {
 /// statement per round of distinct pairs (multi_batch_sql), carts and orders
 /// one statement each. Each part is answered by its own checks. A statement of
 /// many parts that fails is rolled back and the group goes again one
-/// statement per part, to find the failing one. A statement that fails rolls the transaction back:
-/// that part (and its entity's later parts, which depend on it) gets its
-/// error and the others go again without it. A connection found broken is
+/// statement per part, to find the failing one; a part's own statement that
+/// fails rolls the transaction back too: that part (and its entity's later
+/// parts, which depend on it) gets its error and the others go again without it. A connection found broken is
 /// reopened once (nothing was committed); a break during COMMIT leaves the
 /// outcome unknown, answered unavailable (the version check refuses a retry
 /// that would apply it twice).
