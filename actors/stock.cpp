@@ -13,6 +13,7 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <deque>
 #include <limits>
 #include <map>
@@ -74,6 +75,7 @@ struct waiter {
 
 /// A batch written but not yet confirmed.
 struct batch_in_flight {
+  uint64_t seq = 0;            ///< which answer is its own
   stock_level after;           ///< the level once it is durable
   undo_log undo;               ///< how to undo its hold changes
   std::vector<waiter> waiters; ///< answered when it lands
@@ -98,7 +100,11 @@ struct stock_state {
   std::unordered_map<std::string, hold_view> holds; ///< working live holds ("held", "committed")
   std::set<std::pair<int64_t, std::string>> expiries; ///< (expires_at_ms, id) of "held"
   std::deque<batch_in_flight> in_flight; ///< oldest first
-  size_t stale_answers = 0; ///< answers still due for batches given up after a failure
+  uint64_t next_seq = 0;
+  /// Batches given up after an earlier one failed: their answers (refusals,
+  /// since they expected its version) are still due. No new batch goes out
+  /// before they came, or versions could repeat.
+  std::set<uint64_t> abandoned;
   undo_log pending_undo;        ///< how to undo the pending changes
   std::vector<waiter> pending;  ///< answered after the next batch lands
   std::vector<domain_event> pending_events;
@@ -155,8 +161,6 @@ void change_hold(stock_state& st, const hold_view& h) {
   set_hold(st, h.reservation_id, h);
 }
 
-/// Answers every waiting request with `err` and drops every change not yet
-/// durable: back to what PostgreSQL has.
 /// Up to five request ids of the requests waiting now, for a log line.
 std::string waiting_requests(const stock_state& st) {
   std::string out;
@@ -175,10 +179,19 @@ std::string waiting_requests(const stock_state& st) {
   return out;
 }
 
-void fail_all(stock_state& st, const caf::error& err) {
-  for (auto& b : st.in_flight)
-    for (auto& w : b.waiters)
+/// Batch `k` of those in flight failed: answers it, every later batch and
+/// the pending requests with `err` and drops their changes, back to the
+/// level before batch k. The earlier batches are still in flight and keep
+/// their own answers (the store may refuse a later batch before an earlier
+/// one lands: a breaker opening refuses only what has not started). The
+/// later batches expected batch k's version: their refusals are awaited.
+void fail_from(stock_state& st, size_t k, const caf::error& err) {
+  for (size_t b = k; b < st.in_flight.size(); ++b) {
+    for (auto& w : st.in_flight[b].waiters)
       w.rp.deliver(err);
+    if (b > k)
+      st.abandoned.insert(st.in_flight[b].seq);
+  }
   for (auto& w : st.pending)
     w.rp.deliver(err);
   st.pending.clear();
@@ -186,12 +199,17 @@ void fail_all(stock_state& st, const caf::error& err) {
   st.pending_holds.clear();
   for (auto& [id, old] : st.pending_undo) // newest first
     set_hold(st, id, old);
-  for (auto b = st.in_flight.rbegin(); b != st.in_flight.rend(); ++b)
-    for (auto& [id, old] : b->undo)
-      set_hold(st, id, old);
   st.pending_undo.clear();
-  st.in_flight.clear();
-  st.level = st.durable;
+  for (auto b = st.in_flight.size(); b-- > k;)
+    for (auto& [id, old] : st.in_flight[b].undo)
+      set_hold(st, id, old);
+  st.in_flight.erase(st.in_flight.begin() + static_cast<std::ptrdiff_t>(k), st.in_flight.end());
+  st.level = st.in_flight.empty() ? st.durable : st.in_flight.back().after;
+}
+
+/// Nothing written or being written: the pair's working state is durable.
+bool settled(const stock_state& st) {
+  return st.in_flight.empty() && st.abandoned.empty() && st.pending_events.empty();
 }
 
 void flush(self_ptr self);
@@ -201,7 +219,7 @@ caf::typed_response_promise<stock_result>
 answer_when_durable(self_ptr self, stock_result reply, const std::string& request_id) {
   auto rp = self->make_response_promise<stock_result>();
   auto& st = self->state;
-  if (st.in_flight.empty() && st.stale_answers == 0 && st.pending_events.empty()) {
+  if (settled(st)) {
     rp.deliver(std::move(reply)); // nothing to wait for
     return rp;
   }
@@ -263,7 +281,7 @@ void set_durable(self_ptr self, const stock_level& l) {
 
 void flush(self_ptr self) {
   auto& st = self->state;
-  if (st.stale_answers > 0 || st.in_flight.size() >= max_in_flight)
+  if (!st.abandoned.empty() || st.in_flight.size() >= max_in_flight)
     return;
   if (st.pending_events.empty()) {
     // Only no-op answers wait: they go with the last batch in flight, if any.
@@ -288,16 +306,18 @@ void flush(self_ptr self) {
     batch.hold_changes.push_back(std::move(h));
   st.pending_events.clear();
   st.pending_holds.clear();
-  st.in_flight.push_back({st.level, std::move(st.pending_undo), std::move(st.pending)});
+  auto seq = ++st.next_seq;
+  st.in_flight.push_back({seq, st.level, std::move(st.pending_undo), std::move(st.pending)});
   st.pending_undo.clear();
   st.pending.clear();
   self->request(st.store, caf::infinite, std::move(batch))
     .then(
-      [self](ok_atom) {
+      [self, seq](ok_atom) {
         auto& st = self->state;
-        if (st.stale_answers > 0) {
-          // A batch we gave up on committed after all: PostgreSQL is ahead of
-          // us. Stop, so the next request recovers this pair from it.
+        if (st.in_flight.empty() || st.in_flight.front().seq != seq) {
+          // A batch we gave up on committed after all (or out of order):
+          // PostgreSQL is ahead of us. Stop, so the next request recovers
+          // this pair from it.
           log()->error("event=stock_diverged aggregate={}", st.aggregate_id);
           self->quit(caf::make_error(errc::conflict));
           return;
@@ -310,20 +330,23 @@ void flush(self_ptr self) {
         flush(self);
         schedule_expiry(self);
       },
-      [self](caf::error& err) {
+      [self, seq](caf::error& err) {
         auto& st = self->state;
-        if (st.stale_answers > 0) { // the expected refusal of a later batch
-          if (--st.stale_answers == 0)
+        if (st.abandoned.erase(seq) > 0) { // the expected refusal of a given-up batch
+          if (st.abandoned.empty())
             flush(self);
           return;
         }
+        auto k = static_cast<size_t>(
+          std::find_if(st.in_flight.begin(), st.in_flight.end(),
+                       [seq](const batch_in_flight& b) { return b.seq == seq; })
+          - st.in_flight.begin());
+        if (k == st.in_flight.size())
+          return; // answered already
         log()->warn("event=stock_write_failed aggregate={} error={} batches={} request_ids={}",
                     st.aggregate_id, to_string(to_errc(err)), st.in_flight.size(),
                     waiting_requests(st));
-        // The batches after the failed one expected its version: they will be
-        // refused too. Answer everything now and wait for those refusals.
-        st.stale_answers = st.in_flight.size() - 1;
-        fail_all(st, err);
+        fail_from(st, k, err);
         if (auto e = to_errc(err); e == errc::conflict || e == errc::fenced) {
           // PostgreSQL holds a newer version than we do, or another node owns
           // the shard now: stop, so the next request recovers this pair from
@@ -525,14 +548,14 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
     },
     [self](passivate_atom) -> bool {
       auto& st = self->state;
-      if (!st.in_flight.empty() || st.stale_answers > 0 || !st.pending_events.empty())
+      if (!settled(st))
         return false;
       return st.expiries.empty(); // live holds need their expiry timer
     },
     [self](handoff_atom) -> bool {
       // Live holds may move: the next owner's recovery arms their expiry.
       auto& st = self->state;
-      return st.in_flight.empty() && st.stale_answers == 0 && st.pending_events.empty();
+      return settled(st);
     },
     [self](expire_atom) {
       self->state.timer_due_ms = 0;

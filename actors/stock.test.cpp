@@ -282,6 +282,35 @@ TEST_CASE_FIXTURE(stock_fixture, "a batch given up after a failure that commits 
   CHECK(down); // the next request recovers the pair from PostgreSQL
 }
 
+TEST_CASE_FIXTURE(stock_fixture, "a later batch refused before an earlier one lands fails only from there on") {
+  auto p = spawn_pair();
+  REQUIRE(durable(p, push_stock_level{10, 1, false, 0, ""}));
+  auto a = reserve_in_flight(p, "a", 2); // batch 1 in flight
+  auto b = reserve_in_flight(p, "b", 3); // batch 2, not started when the breaker opens
+  auto c = send_request(p, reserve_stock{"c", 1, now_ms() + 60000, ""});
+  run(); // pending behind them
+  self->monitor(p);
+  refuse_newest_write(*this, store, caf::make_error(errc::unavailable)); // batch 2
+  for (auto* pending : {&b, &c}) {
+    auto r = receive<stock_result>(*pending);
+    REQUIRE_FALSE(r);
+    CHECK(to_errc(r.error()) == errc::unavailable);
+  }
+  CHECK(ask<stock_level>(p, get_stock_level{true})->reserved == 2); // batch 1's hold only
+  complete_write(*this, store); // batch 1 commits: its answer is its outcome
+  auto r = receive<stock_result>(a);
+  REQUIRE(r);
+  CHECK(r->level.reserved == 2);
+  CHECK(level(p).reserved == 2);
+  CHECK(level(p).version == 2);
+  CHECK(ask<hold_view>(p, get_hold{"a"}));
+  CHECK_FALSE(ask<hold_view>(p, get_hold{"b"}));
+  CHECK(self->mailbox().empty()); // no down message: the pair agrees with PostgreSQL
+  auto d = reserve(p, "d", 1);    // and goes on writing
+  REQUIRE(d);
+  CHECK(ctl->batches.back().expected_version == 2);
+}
+
 TEST_CASE_FIXTURE(stock_fixture, "a repeated reserve with the same id is idempotent") {
   auto p = spawn_pair();
   REQUIRE(durable(p, push_stock_level{10, 1, false, 0, ""}));

@@ -19,8 +19,16 @@ namespace {
 
 using namespace protocols;
 
+/// A write waiting for its group, since when.
 template <class Write>
-using queue = std::deque<std::pair<Write, caf::response_promise>>;
+struct waiting_write {
+  Write write;
+  caf::response_promise rp;
+  caf::actor_clock::time_point since;
+};
+
+template <class Write>
+using queue = std::deque<waiting_write<Write>>;
 
 /// One worker's writes: waiting, and whether a group of it is in flight.
 struct lane {
@@ -45,13 +53,25 @@ struct front_state {
   breaker::state shown = breaker::state::closed;
 };
 
-prometheus::Gauge& breaker_gauge() {
-  static auto& g = prometheus::BuildGauge()
-                     .Name("emporium_store_breaker_state")
-                     .Help("The breaker around PostgreSQL: 0 closed, 1 open, 2 half-open")
-                     .Register(metrics::registry())
-                     .Add({});
-  return g;
+struct front_metrics {
+  prometheus::Gauge& breaker;
+  prometheus::Counter* stale;
+};
+
+/// The front's metrics (registered once).
+front_metrics& store_front_metrics() {
+  static front_metrics m{
+    prometheus::BuildGauge()
+      .Name("emporium_store_breaker_state")
+      .Help("The breaker around PostgreSQL: 0 closed, 1 open, 2 half-open")
+      .Register(metrics::registry())
+      .Add({}),
+    &prometheus::BuildCounter()
+       .Name("emporium_store_stale_writes_total")
+       .Help("Writes answered unavailable because their transaction had not started in time")
+       .Register(metrics::registry())
+       .Add({})};
+  return m;
 }
 
 using self_ptr = caf::stateful_actor<front_state>*;
@@ -62,9 +82,22 @@ caf::error breaker_open() {
 
 template <class Write>
 void refuse_all(queue<Write>& q, const caf::error& err) {
-  for (auto& [w, rp] : q)
-    rp.deliver(err);
+  for (auto& w : q)
+    w.rp.deliver(err);
   q.clear();
+}
+
+/// Answers the writes that waited longer than `start_within` (the oldest are
+/// in front): they never start.
+template <class Write>
+void drop_stale(queue<Write>& q, caf::actor_clock::time_point now,
+                std::chrono::milliseconds start_within) {
+  while (!q.empty() && now - q.front().since >= start_within) {
+    q.front().rp.deliver(caf::make_error(
+      errc::unavailable, std::string{"PostgreSQL did not take the write in time"}));
+    q.pop_front();
+    store_front_metrics().stale->Increment();
+  }
 }
 
 /// Answers every write waiting in the lane (none of them has started).
@@ -76,7 +109,7 @@ void refuse_waiting(lane& l, const caf::error& err) {
 /// Publishes the breaker's state (gauge, and a log line when it changed).
 void show(self_ptr self) {
   auto s = self->state.pg.current(self->clock().now());
-  breaker_gauge().Set(s == breaker::state::closed ? 0 : s == breaker::state::open ? 1 : 2);
+  store_front_metrics().breaker.Set(s == breaker::state::closed ? 0 : s == breaker::state::open ? 1 : 2);
   if (s != self->state.shown) {
     (s == breaker::state::open ? log()->warn("event=store_breaker state={}", to_string(s))
                                : log()->info("event=store_breaker state={}", to_string(s)));
@@ -115,8 +148,8 @@ template <class Write>
 void take(queue<Write>& q, size_t n, std::vector<Write>& parts,
           std::vector<caf::response_promise>& rps) {
   for (size_t i = 0; i < n; ++i) {
-    parts.push_back(std::move(q.front().first));
-    rps.push_back(std::move(q.front().second));
+    parts.push_back(std::move(q.front().write));
+    rps.push_back(std::move(q.front().rp));
     q.pop_front();
   }
 }
@@ -129,9 +162,14 @@ void answer_all(std::vector<caf::response_promise>& rps, const caf::error& err) 
 /// Sends the lane's next group unless one is in flight.
 void flush(self_ptr self, size_t i) {
   auto& l = self->state.lanes[i];
-  if (l.busy || l.waiting() == 0)
+  if (l.busy)
     return;
-  if (!self->state.pg.allow(self->clock().now())) {
+  auto now = self->clock().now();
+  drop_stale(l.stock, now, self->state.cfg.start_within);
+  drop_stale(l.entities, now, self->state.cfg.start_within);
+  if (l.waiting() == 0)
+    return;
+  if (!self->state.pg.allow(now)) {
     // Open (or its probe is out): nothing waiting has started, so it is
     // refused with nothing written.
     refuse_waiting(l, breaker_open());
@@ -216,7 +254,7 @@ void enqueue(self_ptr self, size_t i, queue<Write> lane::*q, Write w) {
     rp.deliver(caf::make_error(errc::unavailable, std::string{"the store's write queue is full"}));
     return;
   }
-  (l.*q).emplace_back(std::move(w), std::move(rp));
+  (l.*q).push_back({std::move(w), std::move(rp), self->clock().now()});
   flush(self, i);
 }
 

@@ -27,6 +27,10 @@ struct store_front_config {
   protocols::breaker_config breaker{std::chrono::milliseconds{2000}, 3, 0.5,
                                     std::chrono::milliseconds{1000}, 1};
   std::chrono::milliseconds hung_after{1000};
+  /// A write that has waited this long without its transaction starting is
+  /// answered `unavailable` and never starts: an error answer never commits
+  /// later, and a slow database does not build a queue of stale writes.
+  std::chrono::milliseconds start_within{2000};
 };
 
 /// The store's one handle, on the scheduler (it only queues and forwards).

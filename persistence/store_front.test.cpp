@@ -258,3 +258,23 @@ TEST_CASE("a group that hangs opens the breaker, and still gets its definite out
   CHECK(f.receive<ok_atom>(hung));
   CHECK(f.ctl->groups.size() == 1);
 }
+
+TEST_CASE("a write that waited past start_within is answered unavailable and never reaches PostgreSQL") {
+  front_fixture f;
+  auto p1 = f.send_request(f.front, batch("P1", 1));
+  f.run();
+  auto p2 = f.send_request(f.front, batch("P2", 1)); // waits behind P1's group
+  f.run();
+  f.advance_time(f.cfg.start_within);
+  auto p3 = f.send_request(f.front, batch("P3", 1)); // fresh
+  f.run();
+  f.commit_one();
+  CHECK(f.receive<ok_atom>(p1));
+  auto stale = f.receive<ok_atom>(p2);
+  REQUIRE_FALSE(stale);
+  CHECK(to_errc(stale.error()) == errc::unavailable);
+  REQUIRE(f.ctl->groups.size() == 2);
+  CHECK(front_fixture::skus(f.ctl->groups[1]) == std::vector<std::string>{"P3@1"}); // P2 never went
+  f.commit_one();
+  CHECK(f.receive<ok_atom>(p3));
+}

@@ -146,6 +146,13 @@ inline protocols::store_actor spawn_store_double(caf::actor_system& sys,
         }
         rp.deliver(protocols::ok_atom_v);
       },
+      [=](protocols::ok_atom, caf::error& err, bool) { // the newest waiting write refused
+        auto rp = std::move(self->state.waiting.back());
+        self->state.waiting.pop_back();
+        self->state.written.pop_back();
+        --ctl->waiting;
+        rp.deliver(std::move(err));
+      },
       [=](protocols::load_entity& q) -> caf::result<protocols::entity_record> {
         if (ctl->load_error)
           return ctl->load_error;
@@ -190,6 +197,14 @@ inline protocols::store_actor spawn_store_double(caf::actor_system& sys,
 inline void complete_write(deterministic& d, const protocols::store_actor& store,
                            caf::error err = caf::error{}) {
   d.self->send(caf::actor_cast<caf::actor>(store), protocols::ok_atom_v, std::move(err));
+  d.run();
+}
+
+/// Refuses the store double's newest waiting write with `err` (as a store
+/// refuses what has not started while an older write is still in flight).
+inline void refuse_newest_write(deterministic& d, const protocols::store_actor& store,
+                                caf::error err) {
+  d.self->send(caf::actor_cast<caf::actor>(store), protocols::ok_atom_v, std::move(err), true);
   d.run();
 }
 
