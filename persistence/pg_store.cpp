@@ -15,6 +15,7 @@
 #include <chrono>
 #include <limits>
 #include <optional>
+#include <thread>
 #include <unordered_map>
 
 namespace emporium::persistence {
@@ -249,6 +250,7 @@ struct store_metrics {
   prometheus::Counter* failures;
   prometheus::Counter* fenced;
   prometheus::Histogram* group_parts;
+  prometheus::Counter* in_doubt_committed;
 
   static store_metrics& get() {
     static store_metrics instance = [] {
@@ -273,9 +275,14 @@ struct store_metrics {
                       .Name("emporium_store_group_parts")
                       .Help("Entity writes (pairs, carts, orders) per group-commit transaction")
                       .Register(reg);
+      auto& doubt = prometheus::BuildCounter()
+                      .Name("emporium_store_in_doubt_committed_total")
+                      .Help("Writes whose commit outcome was lost with the connection and found committed")
+                      .Register(reg);
       auto sizes = prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
       return store_metrics{&size.Add({}, sizes), &latency.Add({}, metrics::latency_buckets()),
-                           &fails.Add({}), &fenced.Add({}), &parts.Add({}, sizes)};
+                           &fails.Add({}),       &fenced.Add({}),
+                           &parts.Add({}, sizes), &doubt.Add({})};
     }();
     return instance;
   }
@@ -595,6 +602,69 @@ caf::error statement_failure(const pqxx::sql_error& e) {
   return caf::make_error(errc::internal);
 }
 
+/// Whether part k of `g` landed, read after its commit's outcome was lost (the
+/// connection broke during COMMIT, or during a lone autocommit statement).
+/// Its row still at the version it expected: it did not. At the version it
+/// wrote, under a shard epoch that has not moved: it did (only the lease
+/// holder writes). Anything else (another owner wrote since): its first
+/// event is looked up by id, a scan (no index), for this rare case.
+bool landed(pqxx::work& tx, const write_group& g, size_t k) {
+  auto ns = g.stock.size();
+  const bool pair = k < ns;
+  auto expected = pair ? g.stock[k].expected_version : g.entities[k - ns].expected_version;
+  auto after = pair ? g.stock[k].after.version : g.entities[k - ns].after.version;
+  const auto& under = pair ? g.stock[k].under : g.entities[k - ns].under;
+  const auto& events = pair ? g.stock[k].events : g.entities[k - ns].events;
+  auto row = pair ? tx.exec_params("SELECT version FROM stock_levels WHERE sku = $1 AND warehouse = $2",
+                                   g.stock[k].after.sku, g.stock[k].after.warehouse)
+                  : tx.exec_params("SELECT version FROM entity_state "
+                                   "WHERE aggregate_type = $1 AND aggregate_id = $2",
+                                   g.entities[k - ns].after.aggregate_type,
+                                   g.entities[k - ns].after.aggregate_id);
+  if (row.empty() || row[0][0].as<int64_t>() == expected)
+    return false;
+  auto stored = row[0][0].as<int64_t>();
+  if (stored == after) {
+    if (under.epoch == 0)
+      return true;
+    auto lease = tx.exec_params("SELECT epoch FROM shard_leases WHERE shard = $1",
+                                static_cast<int64_t>(under.shard));
+    if (!lease.empty() && lease[0][0].as<int64_t>() == under.epoch)
+      return true;
+  }
+  if (events.empty())
+    return stored >= after;
+  return !tx.exec_params("SELECT 1 FROM events WHERE event_id = $1::uuid", events.front().event_id)
+            .empty();
+}
+
+/// How long a worker keeps asking whether an in-doubt commit landed before it
+/// gives up and answers unavailable (logged as unresolved).
+constexpr auto doubt_limit = std::chrono::seconds{60};
+
+/// Whether the transaction that wrote part k (of `g`) committed, asked on a
+/// new connection until PostgreSQL answers (the worker blocks meanwhile; the
+/// store's breaker refuses what waits for it), or nullopt after doubt_limit.
+std::optional<bool> resolve_in_doubt(worker_state& st, const write_group& g, size_t k) {
+  auto since = std::chrono::steady_clock::now();
+  for (;;) {
+    try {
+      st.conn.reset();
+      pqxx::work tx{st.connection()};
+      auto yes = landed(tx, g, k);
+      tx.commit();
+      log()->warn("event=store_in_doubt_resolved committed={}", yes);
+      return yes;
+    } catch (const std::exception& e) {
+      if (std::chrono::steady_clock::now() - since > doubt_limit) {
+        log()->error("event=store_in_doubt_unresolved detail=\"{}\"", e.what());
+        return std::nullopt;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds{200});
+    }
+  }
+}
+
 /// One transaction for every part of the group (autocommit for a lone part:
 /// one round trip, as before group commit). The pairs' batches go as one
 /// statement per round of distinct pairs (multi_batch_sql), carts and orders
@@ -661,6 +731,8 @@ group_outcome commit_group(worker_state& st, const write_group& g, bool require_
     if (todo.empty())
       break;
     size_t at = none;
+    std::optional<std::string> lost; // the connection broke: what libpqxx said
+    bool doubt = false;              // during COMMIT
     try {
       if (todo.size() == 1) {
         pqxx::nontransaction tx{st.connection()};
@@ -714,33 +786,76 @@ group_outcome commit_group(worker_state& st, const write_group& g, bool require_
       m.group_parts->Observe(static_cast<double>(todo.size()));
       break;
     } catch (const pqxx::broken_connection& e) {
-      st.conn.reset();
-      if (!reopened) {
-        reopened = true;
-        continue;
-      }
-      m.failures->Increment();
-      log()->warn("event=store_unavailable op=write detail=\"{}\"", e.what());
-      decide_rest(caf::make_error(errc::unavailable));
+      lost = e.what();
     } catch (const pqxx::in_doubt_error& e) {
-      st.conn.reset();
-      m.failures->Increment();
-      log()->error("event=store_in_doubt op=write detail=\"{}\"", e.what());
-      decide_rest(caf::make_error(errc::unavailable));
+      lost = e.what();
+      doubt = true;
     } catch (const pqxx::sql_error& e) {
-      m.failures->Increment();
-      if (at == none) // the COMMIT itself was refused: nothing was written
-        decide_rest(statement_failure(e));
-      else if (at == many)
-        one_by_one = true; // again, one statement per part, to find the failing one
-      else
-        decide(at, statement_failure(e)); // the others go again without it
+      if (auto c = e.sqlstate(); c.rfind("57P", 0) == 0 || c.rfind("08", 0) == 0) {
+        // The server ended the session (shutdown, crash, terminated): the
+        // connection is gone, as if it had broken.
+        lost = e.what();
+        doubt = at == none && todo.size() > 1;
+      } else {
+        m.failures->Increment();
+        if (at == none) // the COMMIT itself was refused: nothing was written
+          decide_rest(statement_failure(e));
+        else if (at == many)
+          one_by_one = true; // again, one statement per part, to find the failing one
+        else
+          decide(at, statement_failure(e)); // the others go again without it
+      }
     } catch (const std::exception& e) {
       st.conn.reset(); // unknown state: start over with a fresh connection
       m.failures->Increment();
       log()->error("event=store_failed op=write detail=\"{}\"", e.what());
       decide_rest(caf::make_error(errc::unavailable));
     }
+    if (!lost)
+      continue;
+    // The connection broke (broken_connection), or broke during COMMIT
+    // (in_doubt_error). Before anything was sent, or inside a transaction
+    // before COMMIT: nothing landed. During COMMIT or a lone autocommit
+    // statement: PostgreSQL is asked once it answers again, so the answer is
+    // the definite outcome.
+    st.conn.reset();
+    if (doubt || (at != none && todo.size() == 1)) {
+      // The part to ask about: one that wrote (all parts share the transaction).
+      auto probe = todo.size() == 1 ? todo[0] : none;
+      for (auto k : todo)
+        if (probe == none && !results[k])
+          probe = k;
+      if (probe == none) { // every part refused by its own checks: nothing written either way
+        for (auto k : todo) {
+          outcome(k) = results[k];
+          decided[k] = 1;
+        }
+        break;
+      }
+      log()->error("event=store_in_doubt op=write parts={} detail=\"{}\"", todo.size(), *lost);
+      auto yes = resolve_in_doubt(st, g, probe);
+      if (yes && *yes) {
+        m.in_doubt_committed->Increment();
+        for (auto k : todo) {
+          outcome(k) = todo.size() == 1 ? caf::error{} : results[k];
+          decided[k] = 1;
+        }
+        break;
+      }
+      if (!yes) {
+        m.failures->Increment();
+        decide_rest(caf::make_error(errc::unavailable, std::string{"the write's outcome is unknown"}));
+        break;
+      }
+      // It did not land: as if the connection broke before COMMIT.
+    }
+    if (!reopened) {
+      reopened = true;
+      continue;
+    }
+    m.failures->Increment();
+    log()->warn("event=store_unavailable op=write detail=\"{}\"", *lost);
+    decide_rest(caf::make_error(errc::unavailable));
   }
   m.commit_seconds->Observe(
     std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());

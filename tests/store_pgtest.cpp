@@ -372,3 +372,87 @@ TEST_CASE_FIXTURE(system_fixture, "a shipped hold is stored as fulfilled and no 
   CHECK(snap->pairs.at(0).holds.empty());
   CHECK(snap->pairs.at(0).level.on_hand == 8);
 }
+
+namespace {
+
+/// Runs one statement on the server's maintenance database.
+void admin(const std::string& sql) {
+  pqxx::connection c{server_dsn()};
+  pqxx::nontransaction tx{c};
+  tx.exec(sql);
+}
+
+/// Polls until a backend of database `db` shows `condition` (a pg_stat_activity
+/// WHERE clause), then terminates it; false if none did within 10 s.
+bool terminate_when(const std::string& db, const std::string& condition) {
+  for (auto until = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < until;) {
+    auto pid = scalar(server_dsn(), "SELECT pid FROM pg_stat_activity WHERE datname = '" + db
+                                      + "' AND " + condition + " LIMIT 1");
+    if (!pid.empty()) {
+      admin("SELECT pg_terminate_backend(" + pid + ")");
+      return true;
+    }
+    std::this_thread::sleep_for(5ms); // real time: waiting for another process
+  }
+  return false;
+}
+
+} // namespace
+
+TEST_CASE_FIXTURE(system_fixture, "a write whose connection is cut after it committed is answered committed; one cut before is retried") {
+  auto worker = persistence::spawn_pg_worker(sys, {dsn, 1, 5000ms});
+  REQUIRE(ask<ok_atom>(worker, ping_atom_v));
+  auto db = dsn.substr(dsn.rfind('/') + 1);
+  // A synchronous standby that never comes: COMMIT writes locally, then waits;
+  // terminating the backend then leaves the transaction committed while the
+  // client only sees its connection break.
+  admin("ALTER SYSTEM SET synchronous_standby_names = 'nobody'");
+  admin("SELECT pg_reload_conf()");
+  struct reset_standby {
+    ~reset_standby() {
+      admin("ALTER SYSTEM RESET synchronous_standby_names");
+      admin("SELECT pg_reload_conf()");
+    }
+  } reset;
+  for (auto skus : {std::vector<std::string>{"D1"}, std::vector<std::string>{"D2", "D3"}}) {
+    CAPTURE(skus.size());
+    write_group g;
+    for (auto& sku : skus)
+      g.stock.push_back(first_batch(sku, "w1"));
+    bool cut = false;
+    std::thread killer{[&] { cut = terminate_when(db, "wait_event = 'SyncRep'"); }};
+    auto out = ask<group_outcome>(worker, g);
+    killer.join();
+    CHECK(cut);
+    REQUIRE(out);
+    CHECK(outcomes(*out) == (skus.size() == 1 ? "ok" : "ok,ok")); // was: unavailable
+    for (auto& sku : skus)
+      CHECK(scalar(dsn, "SELECT version FROM stock_levels WHERE sku = '" + sku + "'") == "1");
+  }
+  admin("ALTER SYSTEM RESET synchronous_standby_names");
+  admin("SELECT pg_reload_conf()");
+  // Cut while its statement waits for a row lock: it never ran, so it goes again.
+  pqxx::connection locker{dsn};
+  pqxx::work lock{locker};
+  lock.exec("SELECT 1 FROM stock_levels WHERE sku = 'D1' FOR UPDATE");
+  auto next = first_batch("D1", "w1");
+  next.expected_version = 1;
+  next.after.version = 2;
+  next.events[0].event_version = 2;
+  write_group g;
+  g.stock.push_back(next);
+  bool cut = false;
+  std::thread killer{[&] {
+    cut = terminate_when(db, "wait_event_type = 'Lock'");
+    std::this_thread::sleep_for(50ms); // the retry waits on the lock again
+    lock.commit();
+  }};
+  auto out = ask<group_outcome>(worker, g);
+  killer.join();
+  CHECK(cut);
+  REQUIRE(out);
+  CHECK(outcomes(*out) == "ok");
+  CHECK(scalar(dsn, "SELECT version FROM stock_levels WHERE sku = 'D1'") == "2");
+  CHECK(scalar(dsn, "SELECT count(*) FROM events WHERE aggregate_id = 'D1@w1'") == "2");
+  stop(worker);
+}
