@@ -121,7 +121,7 @@ private:
     auto gen = ++generation_;
     waiting_since_ = std::chrono::steady_clock::now();
     waiting_ = true;
-    if (!deadline_armed_)
+    if (!deadline_armed_ && !writing_)
       arm_deadline(srv_->cfg.actor_timeout);
     return {shared_from_this(), gen};
   }
@@ -190,7 +190,7 @@ private:
     deadline_.expires_after(d);
     deadline_.async_wait([self = shared_from_this()](beast::error_code ec) {
       self->deadline_armed_ = false;
-      if (ec || !self->waiting_)
+      if (ec || !self->waiting_ || self->writing_)
         return;
       auto waited = std::chrono::steady_clock::now() - self->waiting_since_;
       if (waited >= self->srv_->cfg.actor_timeout)
@@ -279,6 +279,7 @@ private:
   void dispatch() {
     auto verb = method_of(req_.method());
     method_ = method_name(verb);
+    writing_ = req_.method() != http::verb::get && req_.method() != http::verb::head;
     match_ = match_route(route_table(), verb, req_.target());
     if (!match_.pattern.empty())
       route_ = match_.pattern.data(); // a literal of the route table
@@ -324,6 +325,11 @@ private:
   beast::tcp_stream stream_;
   net::steady_timer deadline_; ///< for the actor's answer to the current request
   bool deadline_armed_ = false;
+  /// The current request may write: it waits for the definite outcome, never
+  /// for actor_timeout (a 503 there could be a write that commits later).
+  /// Every write path ends in a bounded answer: the store's start deadline,
+  /// statement_timeout, its breaker, the router's deadline across nodes.
+  bool writing_ = false;
   bool waiting_ = false; ///< an actor's answer is due
   std::chrono::steady_clock::time_point waiting_since_;
   uint64_t generation_ = 0; ///< which answer the connection waits for

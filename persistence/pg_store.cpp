@@ -735,6 +735,9 @@ group_outcome commit_group(worker_state& st, const write_group& g, bool require_
     bool doubt = false;              // during COMMIT
     try {
       if (todo.size() == 1) {
+        // A connection the server closed while idle shows it now (one
+        // non-blocking read), before the statement is sent: not in doubt.
+        st.connection().get_notifs();
         pqxx::nontransaction tx{st.connection()};
         at = todo[0];
         results[at] = exec(tx, at);

@@ -400,8 +400,6 @@ bool terminate_when(const std::string& db, const std::string& condition) {
 } // namespace
 
 TEST_CASE_FIXTURE(system_fixture, "a write whose connection is cut after it committed is answered committed; one cut before is retried") {
-  auto worker = persistence::spawn_pg_worker(sys, {dsn, 1, 5000ms});
-  REQUIRE(ask<ok_atom>(worker, ping_atom_v));
   auto db = dsn.substr(dsn.rfind('/') + 1);
   // A synchronous standby that never comes: COMMIT writes locally, then waits;
   // terminating the backend then leaves the transaction committed while the
@@ -414,6 +412,13 @@ TEST_CASE_FIXTURE(system_fixture, "a write whose connection is cut after it comm
       admin("SELECT pg_reload_conf()");
     }
   } reset;
+  // The reload is asynchronous: the worker's session starts once it is seen.
+  for (auto until = std::chrono::steady_clock::now() + 10s;
+       scalar(dsn, "SHOW synchronous_standby_names") != "nobody"
+       && std::chrono::steady_clock::now() < until;)
+    std::this_thread::sleep_for(5ms); // real time: the postmaster rereading its configuration
+  auto worker = persistence::spawn_pg_worker(sys, {dsn, 1, 5000ms});
+  REQUIRE(ask<ok_atom>(worker, ping_atom_v));
   for (auto skus : {std::vector<std::string>{"D1"}, std::vector<std::string>{"D2", "D3"}}) {
     CAPTURE(skus.size());
     write_group g;
@@ -431,6 +436,10 @@ TEST_CASE_FIXTURE(system_fixture, "a write whose connection is cut after it comm
   }
   admin("ALTER SYSTEM RESET synchronous_standby_names");
   admin("SELECT pg_reload_conf()");
+  for (auto until = std::chrono::steady_clock::now() + 10s;
+       scalar(dsn, "SHOW synchronous_standby_names") != ""
+       && std::chrono::steady_clock::now() < until;)
+    std::this_thread::sleep_for(5ms);
   // Cut while its statement waits for a row lock: it never ran, so it goes again.
   pqxx::connection locker{dsn};
   pqxx::work lock{locker};
