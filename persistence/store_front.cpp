@@ -117,6 +117,12 @@ void show(self_ptr self) {
   }
 }
 
+/// Refuses every waiting write of every lane (none has started).
+void refuse_all_waiting(self_ptr self) {
+  for (auto& l : self->state.lanes)
+    refuse_waiting(l, breaker_open());
+}
+
 /// A call's outcome for the breaker: failed only if PostgreSQL gave nothing
 /// but `unavailable` (a refusal by a part's own checks is an answer).
 void record(self_ptr self, bool success) {
@@ -125,9 +131,18 @@ void record(self_ptr self, bool success) {
   auto was = pg.current(now);
   pg.record(success, now);
   if (was != breaker::state::open && pg.current(now) == breaker::state::open)
-    for (auto& l : self->state.lanes) { // waiting writes have not started: refused now
-      refuse_waiting(l, breaker_open());
-    }
+    refuse_all_waiting(self);
+  show(self);
+}
+
+/// Opens the breaker at once (a hung server), refusing what waits.
+void trip(self_ptr self) {
+  auto& pg = self->state.pg;
+  auto now = self->clock().now();
+  auto was = pg.current(now);
+  pg.trip(now);
+  if (was != breaker::state::open)
+    refuse_all_waiting(self);
   show(self);
 }
 
@@ -328,8 +343,12 @@ caf::behavior front(self_ptr self, std::vector<caf::actor> workers, store_front_
             rp.deliver(ok_atom_v);
           },
           [self, rp](caf::error& err) mutable {
-            auto down = err == caf::sec::request_timeout || to_errc(err) == errc::unavailable;
-            record(self, !down);
+            auto hung = err == caf::sec::request_timeout;
+            auto down = hung || to_errc(err) == errc::unavailable;
+            if (hung)
+              trip(self);
+            else
+              record(self, !down);
             rp.deliver(down ? caf::make_error(errc::unavailable, std::string{"PostgreSQL did not answer"}) : std::move(err));
           });
       return rp;
@@ -338,7 +357,7 @@ caf::behavior front(self_ptr self, std::vector<caf::actor> workers, store_front_
       auto& l = self->state.lanes[i];
       if (l.in_flight && l.group_id == group && !l.hung) {
         l.hung = true;
-        record(self, false); // hung
+        trip(self); // hung: nothing answers, so nothing waits for it
       }
     },
   };

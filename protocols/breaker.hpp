@@ -37,6 +37,13 @@ public:
   /// The outcome of a call that allow() let through.
   void record(bool success, time_point now);
 
+  /// Opens it now, whatever the window holds: for a failure that is
+  /// unambiguous on its own (a dependency that answers nothing at all).
+  void trip(time_point now) {
+    if (current(now) != state::open)
+      open(now);
+  }
+
   state current(time_point now);
   const breaker_config& config() const noexcept { return cfg_; }
 
