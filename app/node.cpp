@@ -140,16 +140,18 @@ caf::expected<std::unique_ptr<node>> node::start(const node_config& c) {
   auto p = std::make_unique<parts>(actor_threads, std::move(broker), transport);
   auto& sys = p->sys;
 
+  auto unreachable = std::make_shared<std::atomic<bool>>(false);
   p->store = persistence::spawn_pg_store(
-    sys, {c.pg, c.store_connections, c.statement_timeout, /*require_fence=*/true});
+    sys, {c.pg, c.store_connections, c.statement_timeout, /*require_fence=*/true, unreachable});
   p->membership = persistence::spawn_membership(sys, {c.pg, 1, c.statement_timeout});
   cluster::router_config rcfg;
+  rcfg.unreachable = unreachable;
   rcfg.passivate_after = c.passivate_after;
   p->shards = std::make_shared<cluster::shard_table>(rcfg.shards);
   auto store = p->store;
   actors::stock_config stock_cfg;
   stock_cfg.node = c.node_id;
-  stock_cfg.view = std::make_shared<cluster::stock_view>(p->shards);
+  stock_cfg.view = std::make_shared<cluster::stock_view>(p->shards, unreachable);
   stock_cfg.feed = std::make_shared<cluster::live_feed>();
   // Entities reach each other through the router they are spawned by.
   auto* router_slot = &p->router;

@@ -300,6 +300,11 @@ void route(self_ptr self, pending_request req, bool forwarded) {
     to_peer(self, std::move(req), r.peers[owner]);
     return;
   }
+  if (auto& u = self->state.cfg.unreachable; u && u->load(std::memory_order_relaxed)) {
+    req.rp.deliver(caf::make_error(errc::unavailable,
+                                   std::string{"PostgreSQL is unreachable from this node"}));
+    return;
+  }
   wait_for_owner(self, std::move(req));
 }
 

@@ -9,6 +9,7 @@
 #include <caf/fwd.hpp>
 #include <caf/timespan.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -38,6 +39,11 @@ struct router_config {
   /// Deadline of a request forwarded to the owning node.
   caf::timespan remote_timeout = std::chrono::seconds{10};
   size_t max_waiting = 4096; ///< requests waiting for an owner, per shard actor
+  /// Set while this node cannot reach PostgreSQL (the store's breaker): its
+  /// leases lapse and no owner can appear through it, so a request for a
+  /// shard without a reachable owner is answered 503 at once, not after
+  /// transit_timeout (optional).
+  std::shared_ptr<const std::atomic<bool>> unreachable;
 };
 
 /// Entity addressing: key -> stable shard id (cluster/assignment.hpp) -> the

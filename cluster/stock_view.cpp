@@ -37,11 +37,14 @@ void stock_view::withdraw(std::string_view warehouse, std::string_view sku, uint
     s.pairs.erase(i);
 }
 
-stock_view::stock_view(std::shared_ptr<const shard_table> leases) : leases_(std::move(leases)) {
+stock_view::stock_view(std::shared_ptr<const shard_table> leases,
+                       std::shared_ptr<const std::atomic<bool>> unreachable)
+    : leases_(std::move(leases)), unreachable_(std::move(unreachable)) {
 }
 
 stock_view::level_ptr stock_view::find(std::string_view warehouse, std::string_view sku) const {
-  if (leases_ && !leases_->owned(leases_->shard_of(entity_kind::sku, sku)))
+  if (leases_ && !leases_->owned(leases_->shard_of(entity_kind::sku, sku))
+      && !(unreachable_ && unreachable_->load(std::memory_order_relaxed)))
     return nullptr;
   auto k = key(warehouse, sku);
   auto& s = shard_of(k);

@@ -2,6 +2,7 @@
 
 #include "protocols/inventory.hpp"
 
+#include <atomic>
 #include <array>
 #include <cstdint>
 #include <memory>
@@ -35,7 +36,13 @@ public:
   /// A view that answers only pairs whose SKU's shard this node holds a lease
   /// on now (a node of a cluster): after a lease lapsed, a read goes to the
   /// new owner instead of the last level seen here.
-  explicit stock_view(std::shared_ptr<const shard_table> leases);
+  /// While `unreachable` is set (this node cannot reach PostgreSQL, so its
+  /// leases lapse), a pair is still answered from here with the last durable
+  /// level this node saw: reads keep answering through a database outage
+  /// (stale only if another node, still reaching the database, took the
+  /// shard over and wrote meanwhile).
+  explicit stock_view(std::shared_ptr<const shard_table> leases,
+                      std::shared_ptr<const std::atomic<bool>> unreachable = nullptr);
 
   /// Sets the pair's level; `owner` names the publishing actor incarnation.
   void publish(level_ptr level, uint64_t owner);
@@ -72,6 +79,7 @@ private:
 
   mutable std::array<shard, shard_count> shards_;
   std::shared_ptr<const shard_table> leases_;
+  std::shared_ptr<const std::atomic<bool>> unreachable_;
 };
 
 } // namespace emporium::cluster

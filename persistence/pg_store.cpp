@@ -996,7 +996,9 @@ protocols::store_actor spawn_pg_store(caf::actor_system& sys, const pg_store_con
   std::vector<caf::actor> workers;
   for (size_t i = 0; i < std::max<size_t>(1, cfg.connections); ++i)
     workers.push_back(spawn_pg_worker(sys, cfg));
-  return spawn_store_front(sys, std::move(workers));
+  store_front_config front;
+  front.unreachable = cfg.unreachable;
+  return spawn_store_front(sys, std::move(workers), front);
 }
 
 } // namespace emporium::persistence

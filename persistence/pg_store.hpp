@@ -4,7 +4,9 @@
 
 #include <caf/fwd.hpp>
 
+#include <atomic>
 #include <chrono>
+#include <memory>
 #include <string>
 
 namespace emporium::persistence {
@@ -19,6 +21,9 @@ struct pg_store_config {
   /// Refuse writes without a shard epoch (a node's store; tests of the store
   /// alone write unfenced).
   bool require_fence = false;
+  /// Set while the store's breaker is not closed (PostgreSQL unreachable or
+  /// hung from here); optional.
+  std::shared_ptr<std::atomic<bool>> unreachable;
 };
 
 /// The DSN with libpq client timeouts added unless already set (connect 5 s,

@@ -110,6 +110,8 @@ void refuse_waiting(lane& l, const caf::error& err) {
 void show(self_ptr self) {
   auto s = self->state.pg.current(self->clock().now());
   store_front_metrics().breaker.Set(s == breaker::state::closed ? 0 : s == breaker::state::open ? 1 : 2);
+  if (self->state.cfg.unreachable)
+    self->state.cfg.unreachable->store(s != breaker::state::closed, std::memory_order_relaxed);
   if (s != self->state.shown) {
     (s == breaker::state::open ? log()->warn("event=store_breaker state={}", to_string(s))
                                : log()->info("event=store_breaker state={}", to_string(s)));

@@ -5,7 +5,9 @@
 
 #include <caf/fwd.hpp>
 
+#include <atomic>
 #include <chrono>
+#include <memory>
 #include <cstddef>
 #include <vector>
 
@@ -31,6 +33,8 @@ struct store_front_config {
   /// answered `unavailable` and never starts: an error answer never commits
   /// later, and a slow database does not build a queue of stale writes.
   std::chrono::milliseconds start_within{2000};
+  /// Set while the breaker is not closed (optional).
+  std::shared_ptr<std::atomic<bool>> unreachable;
 };
 
 /// The store's one handle, on the scheduler (it only queues and forwards).
