@@ -160,7 +160,7 @@ const std::vector<setting_row>& rows() {
     {"--statement-timeout-ms", "EMPORIUM_STATEMENT_TIMEOUT_MS", "MS", "PostgreSQL cancels longer statements",
      "5000", NUMBER(statement_timeout, 1, 600000, MILLIS)},
     {"--actor-timeout-ms", "EMPORIUM_ACTOR_TIMEOUT_MS", "MS",
-     "a request without an answer by then gets 503", "10000", NUMBER(actor_timeout, 1, 600000, MILLIS)},
+     "a read without an answer by then gets 503 (a write waits for its outcome)", "10000", NUMBER(actor_timeout, 1, 600000, MILLIS)},
     {"--ws-idle-timeout", "EMPORIUM_WS_IDLE_TIMEOUT", "SECONDS",
      "a silent WebSocket is pinged at half, closed at", "30", NUMBER(ws_idle_timeout, 1, 3600, SECONDS)},
     {"--ws-max-subscriptions", "EMPORIUM_WS_MAX_SUBSCRIPTIONS", "N", "topics per storefront WebSocket",

@@ -110,6 +110,15 @@ class Node:
                 time.sleep(0.05)
         raise RuntimeError("node did not start")
 
+    def wait_ready(self, timeout=30):
+        """Until /readyz is 200 (PostgreSQL answers and the node holds its shards)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.request("GET", "/readyz")[0] == 200:
+                return self
+            time.sleep(0.05)
+        raise RuntimeError("node not ready within %s s" % timeout)
+
     def kafka_bootstrap(self):
         """The embedded broker's address, as the node printed it."""
         self.out.seek(0)

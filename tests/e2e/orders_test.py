@@ -268,7 +268,7 @@ class Orders(unittest.TestCase):
             self.assertEqual((o["status"], o["payment"]["status"]), ("pending", "queued"), o)
             # restart the node meanwhile: the saga resumes from its events
             self.assertEqual(self.node.stop(), 0)
-            self.node.start()
+            self.node.start().wait_ready()
             self.primary.configure(failure_rate=0)
             self.secondary.configure(failure_rate=0)
             o = self.settle(oid, until=("paid",), timeout=30)
