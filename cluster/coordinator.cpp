@@ -368,14 +368,16 @@ caf::behavior coordinator(self_ptr self, coordinator_config cfg, membership_acto
   st.membership = std::move(membership);
   st.table = std::move(table);
   st.shard_actors = std::move(shard_actors);
-  st.dialer = self->system().spawn<caf::detached>([connect](caf::event_based_actor*) -> caf::behavior {
+  auto dialer = [connect](caf::event_based_actor*) -> caf::behavior {
     return {[connect](dial_atom, const std::string& host, uint16_t port) -> caf::result<caf::actor> {
       auto x = connect(host, port);
       if (!x)
         return x.error();
       return std::move(*x);
     }};
-  });
+  };
+  st.dialer = st.cfg.dial_in_own_thread ? self->system().spawn<caf::detached>(dialer)
+                                        : self->system().spawn(dialer);
   self->link_to(st.dialer);
   self->set_down_handler([self](caf::down_msg& dm) {
     for (auto& [id, p] : self->state.peers)

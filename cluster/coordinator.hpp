@@ -36,6 +36,10 @@ struct coordinator_config {
   std::vector<caf::actor> also_notify;
   /// Live entities on this node (reported in the membership table).
   std::function<int64_t()> actor_count;
+  /// The dialer blocks in `connect` (a BASP handshake), so it has a thread
+  /// of its own; a test whose connector answers at once keeps it on the
+  /// (deterministic) scheduler, which takes no messages from other threads.
+  bool dial_in_own_thread = true;
 };
 
 /// The cluster coordinator of one node. Every lease/3 it runs one round

@@ -84,7 +84,7 @@ struct coordinator_fixture : test::deterministic {
   bool left = false;
 
   ~coordinator_fixture() {
-    for (auto& [id, n] : nodes) // their dialers are detached threads, linked to them
+    for (auto& [id, n] : nodes) // their dialers are linked to them
       caf::anon_send_exit(n, caf::exit_reason::kill);
     run();
   }
@@ -95,6 +95,7 @@ struct coordinator_fixture : test::deterministic {
     c.lease = lease;
     c.shards = shards;
     c.on_left = [this] { left = true; };
+    c.dial_in_own_thread = false;
     tables[id] = std::make_shared<cluster::shard_table>(shards);
     nodes[id] = cluster::spawn_coordinator(
       sys, c, membership, tables[id], {},
