@@ -27,29 +27,39 @@ using clock_type = std::chrono::steady_clock;
 /// Held for the life of the relay's session: one active relay per database.
 constexpr const char* leader_sql = "SELECT pg_try_advisory_lock(4242002)";
 
-/// The relay's high-water mark (migration 005): everything up to (txid, position) is in Kafka.
-/// Read every round rather than kept in memory: the row is the truth, so an operator can move
-/// it back to send events again.
-constexpr const char* read_mark_sql = "SELECT txid::text, position FROM outbox_progress";
+/// The relay's high-water mark (migrations 005, 007): everything up to the event
+/// (txid, position, event_version) is in Kafka. Read every round rather than kept in
+/// memory: the row is the truth, so an operator can move it back to send events again.
+constexpr const char* read_mark_sql
+  = "SELECT txid::text, position, event_version FROM outbox_progress";
 
 /// The next events after the mark, of transactions older than every running one
 /// (txid < xmin): a transaction still open may hold a lower position, but never a
-/// lower txid than xmin, so nothing behind the mark can appear later.
+/// lower txid than xmin, so nothing behind the mark can appear later. An outbox row
+/// holds one entity batch: at most $4 rows are read and expanded, at most $4 events
+/// sent; the mark may end inside a row.
 constexpr const char* fetch_sql
-  = "SELECT position, txid::text, event_id::text, aggregate_type, aggregate_id, event_version, "
-    "event_type, (extract(epoch FROM event_time) * 1000)::bigint, data::text, "
-    "coalesce(metadata->>'correlationId', ''), coalesce(metadata->>'causationId', ''), "
-    "coalesce(metadata->>'userId', ''), coalesce(metadata->>'node', '') FROM events "
-    "WHERE (txid, position) > ($1::xid8, $2::bigint) "
-    "AND txid < pg_snapshot_xmin(pg_current_snapshot()) "
-    "ORDER BY events.txid, events.position LIMIT $3"; // the columns, not the text output
+  = "SELECT b.position, b.txid::text, b.first_version + e.n - 1, e.id::text, b.aggregate_type, "
+    "b.aggregate_id, e.t, e.ms, e.d::text, e.c, e.k, e.u, b.node "
+    "FROM (SELECT * FROM event_batches WHERE (txid, position) >= ($1::xid8, $2::bigint) "
+    "  AND txid < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY txid, position LIMIT $4) b, "
+    "unnest(b.event_ids, b.event_types, b.event_times, b.data, b.correlation_ids, "
+    "  b.causation_ids, b.user_ids) WITH ORDINALITY AS e(id, t, ms, d, c, k, u, n) "
+    "WHERE (b.txid, b.position, b.first_version + e.n - 1) > ($1::xid8, $2::bigint, $3::bigint) "
+    "ORDER BY b.txid, b.position, e.n LIMIT $4"; // the columns, not the text output
 
 constexpr const char* mark_sql
-  = "UPDATE outbox_progress SET txid = $1::xid8, position = $2, updated_at = now()";
+  = "UPDATE outbox_progress SET txid = $1::xid8, position = $2, event_version = $3, "
+    "updated_at = now()";
 
+/// Events after the mark, and the age of the oldest batch they are in.
 constexpr const char* lag_sql
-  = "SELECT count(*), coalesce(extract(epoch FROM now() - min(event_time)), 0)::float8 "
-    "FROM events WHERE (txid, position) > ($1::xid8, $2::bigint)";
+  = "SELECT coalesce(sum(cardinality(event_ids) - CASE WHEN (txid, position) = ($1::xid8, $2) "
+    "  THEN $3 - first_version + 1 ELSE 0 END), 0), "
+    "coalesce(extract(epoch FROM now()) - min(event_times[1]) / 1000.0, 0)::float8 "
+    "FROM event_batches WHERE (txid, position) >= ($1::xid8, $2::bigint) "
+    "AND ((txid, position) > ($1::xid8, $2::bigint) "
+    "  OR first_version + cardinality(event_ids) - 1 > $3::bigint)";
 
 struct relay_metrics {
   prometheus::Gauge* lag_events;
@@ -94,6 +104,7 @@ struct relay_metrics {
 struct outbox_mark {
   std::string txid;
   int64_t position = 0;
+  int64_t event_version = 0; ///< the last delivered event of the row at position
 };
 
 struct outbox_row {
@@ -261,13 +272,13 @@ struct relay_state {
   outbox_mark read_mark() {
     pqxx::nontransaction tx{*conn};
     auto r = tx.exec(read_mark_sql);
-    return {r[0][0].as<std::string>(), r[0][1].as<int64_t>()};
+    return {r[0][0].as<std::string>(), r[0][1].as<int64_t>(), r[0][2].as<int64_t>()};
   }
 
   void refresh_lag(relay_metrics& m) {
     auto at = read_mark();
     pqxx::nontransaction tx{*conn};
-    auto r = tx.exec_params(lag_sql, at.txid, at.position);
+    auto r = tx.exec_params(lag_sql, at.txid, at.position, at.event_version);
     m.lag_events->Set(r[0][0].as<double>());
     m.lag_seconds->Set(r[0][1].as<double>());
   }
@@ -276,11 +287,11 @@ struct relay_state {
     pqxx::nontransaction tx{*conn};
     std::vector<outbox_row> rows;
     for (const auto& r : tx.exec_params(fetch_sql, after.txid, after.position,
-                                        static_cast<int64_t>(cfg.batch)))
+                                        after.event_version, static_cast<int64_t>(cfg.batch)))
       rows.push_back(
-        {{r[1].as<std::string>(), r[0].as<int64_t>()},
-         domain_event{r[2].as<std::string>(), r[6].as<std::string>(), r[4].as<std::string>(),
-                      r[3].as<std::string>(), r[5].as<int64_t>(), r[7].as<int64_t>(),
+        {{r[1].as<std::string>(), r[0].as<int64_t>(), r[2].as<int64_t>()},
+         domain_event{r[3].as<std::string>(), r[6].as<std::string>(), r[5].as<std::string>(),
+                      r[4].as<std::string>(), r[2].as<int64_t>(), r[7].as<int64_t>(),
                       r[8].as<std::string>(), r[9].as<std::string>(), r[10].as<std::string>(),
                       r[11].as<std::string>(), r[12].as<std::string>()}});
     return rows;
@@ -295,7 +306,8 @@ struct relay_state {
       ++n;
     if (n > 0) {
       pqxx::nontransaction tx{*conn};
-      tx.exec_params(mark_sql, rows[n - 1].at.txid, rows[n - 1].at.position);
+      const auto& at = rows[n - 1].at;
+      tx.exec_params(mark_sql, at.txid, at.position, at.event_version);
     }
     return n;
   }

@@ -42,14 +42,11 @@ std::string lease_sql(const char* shard, const char* epoch) {
 // $25: fencing); the answer says which check refused.
 constexpr const char* batch_tail_sql
   = ", written_events AS ("
-    "  INSERT INTO events (event_id, aggregate_type, aggregate_id, event_version, event_type,"
-    "    event_time, data, metadata)"
-    "  SELECT e.id, 'stock', $1 || '@' || $2, e.v, e.t, to_timestamp(e.ms / 1000.0), e.d,"
-    "    jsonb_build_object('correlationId', e.corr, 'causationId', e.cause, 'userId', e.usr,"
-    "      'node', $10::text)"
-    "  FROM unnest($11::uuid[], $12::bigint[], $13::text[], $14::bigint[], $15::jsonb[],"
-    "    $16::text[], $17::text[], $18::text[]) AS e(id, v, t, ms, d, corr, cause, usr)"
-    "  WHERE EXISTS (SELECT 1 FROM level)),"
+    "  INSERT INTO event_batches (aggregate_type, aggregate_id, first_version, node, event_ids,"
+    "    event_types, event_times, data, correlation_ids, causation_ids, user_ids)"
+    "  SELECT 'stock', $1 || '@' || $2, ($12::bigint[])[1], $10::text, $11::uuid[], $13::text[],"
+    "    $14::bigint[], $15::jsonb[], $16::text[], $17::text[], $18::text[]"
+    "  WHERE EXISTS (SELECT 1 FROM level) AND cardinality($11::uuid[]) > 0),"
     " written_holds AS ("
     "  INSERT INTO stock_holds (reservation_id, sku, warehouse, quantity, expires_at, status,"
     "    owner)"
@@ -82,18 +79,19 @@ const std::string insert_batch_sql
     + batch_tail_sql;
 
 // Many pairs' batches as one statement (one round trip, one plan, one
-// execution for all of them): at most one batch per pair, $1..$11 per part
-// (index, key, level after, expected version, fence), events and holds
-// flattened with their part's index. Each part's level is written only if its
-// own version and epoch checks hold (an UPDATE for a known pair, an INSERT for
-// a new one); its events and holds only if its level was. Events keep the
-// parts' order (ORDER BY the flattened position: the outbox relays by
-// position). The answer: per part, written and lease current.
+// execution for all of them): at most one batch per pair, $1..$15 per part
+// (index, key, level after, expected version, fence, where its events are in
+// the flat event arrays $17..$23), holds flattened with their part's index.
+// Each part's level is written only if its own version and epoch checks hold
+// (an UPDATE for a known pair, an INSERT for a new one); its events (one
+// outbox row, a slice of the flat arrays) and holds only if its level was.
+// The answer: per part, written and lease current.
 const std::string multi_batch_sql
   = "WITH p AS (SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::bigint[],"
     "  $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[],"
-    "  $11::bigint[], $12::bigint[]) AS p(i, sku, wh, on_hand, reserved, committed, low,"
-    "  version, last_seq, expected, shard, epoch)),"
+    "  $11::bigint[], $12::bigint[], $13::int[], $14::int[], $15::bigint[]) AS p(i, sku, wh,"
+    "  on_hand, reserved, committed, low, version, last_seq, expected, shard, epoch, ev_from,"
+    "  ev_count, ev_version)),"
     " f AS (SELECT p.i, p.epoch = 0 OR EXISTS (SELECT 1 FROM shard_leases l"
     "  WHERE l.shard = p.shard::integer AND l.epoch = p.epoch) AS ok FROM p),"
     " upd AS (UPDATE stock_levels s SET on_hand = p.on_hand, reserved = p.reserved,"
@@ -110,21 +108,23 @@ const std::string multi_batch_sql
     " done AS (SELECT i FROM upd UNION ALL"
     "  SELECT p.i FROM p JOIN ins ON ins.sku = p.sku AND ins.warehouse = p.wh),"
     " written_events AS ("
-    "  INSERT INTO events (event_id, aggregate_type, aggregate_id, event_version, event_type,"
-    "    event_time, data, metadata)"
-    "  SELECT e.id, 'stock', p.sku || '@' || p.wh, e.v, e.t, to_timestamp(e.ms / 1000.0), e.d,"
-    "    jsonb_build_object('correlationId', e.corr, 'causationId', e.cause, 'userId', e.usr,"
-    "      'node', $13::text)"
-    "  FROM unnest($14::int[], $15::uuid[], $16::bigint[], $17::text[], $18::bigint[],"
-    "    $19::jsonb[], $20::text[], $21::text[], $22::text[]) WITH ORDINALITY"
-    "    AS e(i, id, v, t, ms, d, corr, cause, usr, ord)"
-    "  JOIN p ON p.i = e.i WHERE e.i IN (SELECT i FROM done) ORDER BY e.ord),"
+    "  INSERT INTO event_batches (aggregate_type, aggregate_id, first_version, node, event_ids,"
+    "    event_types, event_times, data, correlation_ids, causation_ids, user_ids)"
+    "  SELECT 'stock', p.sku || '@' || p.wh, p.ev_version, $16::text,"
+    "    ($17::uuid[])[p.ev_from:p.ev_from + p.ev_count - 1],"
+    "    ($18::text[])[p.ev_from:p.ev_from + p.ev_count - 1],"
+    "    ($19::bigint[])[p.ev_from:p.ev_from + p.ev_count - 1],"
+    "    ($20::jsonb[])[p.ev_from:p.ev_from + p.ev_count - 1],"
+    "    ($21::text[])[p.ev_from:p.ev_from + p.ev_count - 1],"
+    "    ($22::text[])[p.ev_from:p.ev_from + p.ev_count - 1],"
+    "    ($23::text[])[p.ev_from:p.ev_from + p.ev_count - 1]"
+    "  FROM p WHERE p.ev_count > 0 AND p.i IN (SELECT i FROM done) ORDER BY p.i),"
     " written_holds AS ("
     "  INSERT INTO stock_holds (reservation_id, sku, warehouse, quantity, expires_at, status,"
     "    owner)"
     "  SELECT h.id, p.sku, p.wh, h.q, to_timestamp(h.ms / 1000.0), h.s, h.o"
-    "  FROM unnest($23::int[], $24::text[], $25::bigint[], $26::bigint[], $27::text[],"
-    "    $28::text[]) AS h(i, id, q, ms, s, o)"
+    "  FROM unnest($24::int[], $25::text[], $26::bigint[], $27::bigint[], $28::text[],"
+    "    $29::text[]) AS h(i, id, q, ms, s, o)"
     "  JOIN p ON p.i = h.i WHERE h.i IN (SELECT i FROM done)"
     "  ON CONFLICT (reservation_id, sku, warehouse) DO UPDATE SET"
     "    quantity = EXCLUDED.quantity, expires_at = EXCLUDED.expires_at,"
@@ -136,14 +136,11 @@ const std::string multi_batch_sql
 // insert variant (a new entity) refuses an existing row.
 constexpr const char* entity_tail_sql
   = ", written_events AS ("
-    "  INSERT INTO events (event_id, aggregate_type, aggregate_id, event_version, event_type,"
-    "    event_time, data, metadata)"
-    "  SELECT e.id, $1, $2, e.v, e.t, to_timestamp(e.ms / 1000.0), e.d,"
-    "    jsonb_build_object('correlationId', e.corr, 'causationId', e.cause, 'userId', e.usr,"
-    "      'node', $9::text)"
-    "  FROM unnest($10::uuid[], $11::bigint[], $12::text[], $13::bigint[], $14::jsonb[],"
-    "    $15::text[], $16::text[], $17::text[]) AS e(id, v, t, ms, d, corr, cause, usr)"
-    "  WHERE EXISTS (SELECT 1 FROM row))"
+    "  INSERT INTO event_batches (aggregate_type, aggregate_id, first_version, node, event_ids,"
+    "    event_types, event_times, data, correlation_ids, causation_ids, user_ids)"
+    "  SELECT $1, $2, ($11::bigint[])[1], $9::text, $10::uuid[], $12::text[], $13::bigint[],"
+    "    $14::jsonb[], $15::text[], $16::text[], $17::text[]"
+    "  WHERE EXISTS (SELECT 1 FROM row) AND cardinality($10::uuid[]) > 0)"
     " SELECT (SELECT count(*) FROM row), EXISTS (SELECT 1 FROM lease)";
 
 const std::string entity_update_sql
@@ -171,11 +168,10 @@ constexpr const char* load_entity_sql
     "WHERE aggregate_type = $1 AND aggregate_id = $2";
 
 constexpr const char* load_events_sql
-  = "SELECT event_id::text, event_type, event_version, "
-    "(extract(epoch FROM event_time) * 1000)::bigint, data::text, "
-    "coalesce(metadata->>'correlationId', ''), coalesce(metadata->>'causationId', ''), "
-    "coalesce(metadata->>'userId', ''), coalesce(metadata->>'node', '') FROM events "
-    "WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY event_version";
+  = "SELECT e.id::text, e.t, b.first_version + e.n - 1, e.ms, e.d::text, e.c, e.k, e.u, b.node "
+    "FROM event_batches b, unnest(b.event_ids, b.event_types, b.event_times, b.data, "
+    "b.correlation_ids, b.causation_ids, b.user_ids) WITH ORDINALITY AS e(id, t, ms, d, c, k, u, n) "
+    "WHERE b.aggregate_type = $1 AND b.aggregate_id = $2 ORDER BY b.first_version, e.n";
 
 constexpr const char* unsettled_sql
   = "SELECT aggregate_id FROM entity_state WHERE aggregate_type = $1 AND state->>'saga' = 'open' "
@@ -383,21 +379,31 @@ std::string array_literal(const std::vector<T>& xs, F field) {
   return out + "}";
 }
 
-/// The events of one write as the array parameters both write statements take.
+/// Events as the parallel array parameters of the write statements (one
+/// outbox row per entity batch, see migration 007).
 struct event_columns {
   std::string ids, versions, types, times, data, correlations, causations, users;
 
-  explicit event_columns(const std::vector<domain_event>& ev) {
-    using E = domain_event;
-    ids = array_literal(ev, [](const E& e) -> const std::string& { return e.event_id; });
-    versions = array_literal(ev, [](const E& e) { return e.event_version; });
-    types = array_literal(ev, [](const E& e) -> const std::string& { return e.event_type; });
-    times = array_literal(ev, [](const E& e) { return e.event_time_ms; });
-    data = array_literal(ev, [](const E& e) -> const std::string& { return e.data_json; });
-    correlations
-      = array_literal(ev, [](const E& e) -> const std::string& { return e.correlation_id; });
-    causations = array_literal(ev, [](const E& e) -> const std::string& { return e.causation_id; });
-    users = array_literal(ev, [](const E& e) -> const std::string& { return e.user_id; });
+  explicit event_columns(const std::vector<domain_event>& ev) : event_columns(pointers(ev)) {}
+
+  explicit event_columns(const std::vector<const domain_event*>& ev) {
+    using E = const domain_event*;
+    ids = array_literal(ev, [](E e) -> const std::string& { return e->event_id; });
+    versions = array_literal(ev, [](E e) { return e->event_version; });
+    types = array_literal(ev, [](E e) -> const std::string& { return e->event_type; });
+    times = array_literal(ev, [](E e) { return e->event_time_ms; });
+    data = array_literal(ev, [](E e) -> const std::string& { return e->data_json; });
+    correlations = array_literal(ev, [](E e) -> const std::string& { return e->correlation_id; });
+    causations = array_literal(ev, [](E e) -> const std::string& { return e->causation_id; });
+    users = array_literal(ev, [](E e) -> const std::string& { return e->user_id; });
+  }
+
+  static std::vector<const domain_event*> pointers(const std::vector<domain_event>& ev) {
+    std::vector<const domain_event*> out;
+    out.reserve(ev.size());
+    for (const auto& e : ev)
+      out.push_back(&e);
+    return out;
   }
 };
 
@@ -441,25 +447,26 @@ void write_batches(pqxx::transaction_base& tx, const std::vector<stock_batch>& b
   for (auto k : parts)
     b.push_back(&batches[k]);
   using B = const stock_batch*;
-  std::vector<std::pair<int64_t, const domain_event*>> ev;
+  std::vector<const domain_event*> flat; // every part's events, each part's a slice
+  std::vector<int64_t> idx, ev_from, ev_count;
   std::vector<std::pair<int64_t, const hold_view*>> hs;
   std::string node;
   for (size_t i = 0; i < b.size(); ++i) {
-    for (auto& e : b[i]->events) {
-      ev.emplace_back(static_cast<int64_t>(i), &e);
-      if (node.empty())
-        node = e.node;
-    }
+    idx.push_back(static_cast<int64_t>(i));
+    ev_from.push_back(static_cast<int64_t>(flat.size()) + 1);
+    ev_count.push_back(static_cast<int64_t>(b[i]->events.size()));
+    for (const auto& e : b[i]->events)
+      flat.push_back(&e);
     for (auto& h : b[i]->hold_changes)
       hs.emplace_back(static_cast<int64_t>(i), &h);
   }
-  using E = std::pair<int64_t, const domain_event*>;
+  if (!flat.empty())
+    node = flat.front()->node;
+  event_columns c{flat};
   using H = std::pair<int64_t, const hold_view*>;
-  std::vector<int64_t> idx(b.size());
-  for (size_t i = 0; i < b.size(); ++i)
-    idx[i] = static_cast<int64_t>(i);
+  auto number = [](int64_t i) { return i; };
   auto r = tx.exec_prepared(
-    "multi_batch", array_literal(idx, [](int64_t i) { return i; }),
+    "multi_batch", array_literal(idx, number),
     array_literal(b, [](B x) -> const std::string& { return x->after.sku; }),
     array_literal(b, [](B x) -> const std::string& { return x->after.warehouse; }),
     array_literal(b, [](B x) { return x->after.on_hand; }),
@@ -470,16 +477,10 @@ void write_batches(pqxx::transaction_base& tx, const std::vector<stock_batch>& b
     array_literal(b, [](B x) { return x->after.last_seq; }),
     array_literal(b, [](B x) { return x->expected_version; }),
     array_literal(b, [](B x) { return static_cast<int64_t>(x->under.shard); }),
-    array_literal(b, [](B x) { return x->under.epoch; }), node,
-    array_literal(ev, [](const E& e) { return e.first; }),
-    array_literal(ev, [](const E& e) -> const std::string& { return e.second->event_id; }),
-    array_literal(ev, [](const E& e) { return e.second->event_version; }),
-    array_literal(ev, [](const E& e) -> const std::string& { return e.second->event_type; }),
-    array_literal(ev, [](const E& e) { return e.second->event_time_ms; }),
-    array_literal(ev, [](const E& e) -> const std::string& { return e.second->data_json; }),
-    array_literal(ev, [](const E& e) -> const std::string& { return e.second->correlation_id; }),
-    array_literal(ev, [](const E& e) -> const std::string& { return e.second->causation_id; }),
-    array_literal(ev, [](const E& e) -> const std::string& { return e.second->user_id; }),
+    array_literal(b, [](B x) { return x->under.epoch; }), array_literal(ev_from, number),
+    array_literal(ev_count, number),
+    array_literal(b, [](B x) { return x->events.empty() ? 0 : x->events.front().event_version; }),
+    node, c.ids, c.types, c.times, c.data, c.correlations, c.causations, c.users,
     array_literal(hs, [](const H& h) { return h.first; }),
     array_literal(hs, [](const H& h) -> const std::string& { return h.second->reservation_id; }),
     array_literal(hs, [](const H& h) { return h.second->quantity; }),
@@ -606,8 +607,8 @@ caf::error statement_failure(const pqxx::sql_error& e) {
 /// connection broke during COMMIT, or during a lone autocommit statement).
 /// Its row still at the version it expected: it did not. At the version it
 /// wrote, under a shard epoch that has not moved: it did (only the lease
-/// holder writes). Anything else (another owner wrote since): its first
-/// event is looked up by id, a scan (no index), for this rare case.
+/// holder writes). Anything else (another owner wrote since): its outbox row
+/// is looked up by where its batch starts and its first event's id.
 bool landed(pqxx::work& tx, const write_group& g, size_t k) {
   auto ns = g.stock.size();
   const bool pair = k < ns;
@@ -634,7 +635,11 @@ bool landed(pqxx::work& tx, const write_group& g, size_t k) {
   }
   if (events.empty())
     return stored >= after;
-  return !tx.exec_params("SELECT 1 FROM events WHERE event_id = $1::uuid", events.front().event_id)
+  const auto& first = events.front();
+  return !tx.exec_params("SELECT 1 FROM event_batches WHERE aggregate_type = $1 "
+                         "AND aggregate_id = $2 AND first_version = $3 AND event_ids[1] = $4::uuid",
+                         first.aggregate_type, first.aggregate_id, first.event_version,
+                         first.event_id)
             .empty();
 }
 

@@ -94,6 +94,52 @@ TEST_CASE("migrations are recorded and applying them twice is a no-op") {
         == std::to_string(persistence::migrations().size()));
 }
 
+TEST_CASE("migration 007 turns every event row into an outbox row of its own, the same events in the same order") {
+  auto base = test::server_dsn();
+  auto name = "pgtest_" + new_id("").substr(0, 12);
+  {
+    pqxx::connection c{base};
+    pqxx::nontransaction{c}.exec("CREATE DATABASE " + name);
+  }
+  auto dsn = base.substr(0, base.rfind('/') + 1) + name;
+  const std::string view_order
+    = "SELECT string_agg(concat_ws('|', event_id, aggregate_type, aggregate_id, event_version, "
+      "event_type, (extract(epoch FROM event_time) * 1000)::bigint, data, metadata->>'correlationId', "
+      "metadata->>'causationId', metadata->>'userId', metadata->>'node'), E'\\n' ORDER BY position, "
+      "event_version) FROM events";
+  std::string before;
+  {
+    pqxx::connection c{dsn};
+    pqxx::work tx{c};
+    tx.exec("CREATE TABLE schema_migrations (version int PRIMARY KEY, name text NOT NULL, "
+            "applied_at timestamptz NOT NULL DEFAULT now())");
+    for (const auto& m : persistence::migrations())
+      if (m.version < 7) {
+        tx.exec(m.sql);
+        tx.exec_params("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version,
+                       std::string{m.name});
+      }
+    tx.exec("INSERT INTO events (event_id, aggregate_type, aggregate_id, event_version, event_type, "
+            "event_time, data, metadata) SELECT gen_random_uuid(), 'stock', 'M' || (i % 3) || '@w1', "
+            "i / 3 + 1, 'stock_adjusted', to_timestamp(1700000000 + i * 0.25), "
+            "jsonb_build_object('delta', i), jsonb_build_object('correlationId', 'c' || i, "
+            "'causationId', '', 'userId', 'u', 'node', 'n1') FROM generate_series(0, 8) i");
+    // the relay had delivered the first four
+    tx.exec("UPDATE outbox_progress SET txid = (SELECT txid FROM events WHERE position = 4), "
+            "position = 4");
+    tx.commit();
+    before = scalar(dsn, view_order);
+  }
+  REQUIRE(persistence::migrate(dsn));
+  CHECK(scalar(dsn, view_order) == before);
+  CHECK(scalar(dsn, "SELECT count(*) FROM event_batches") == "9");
+  CHECK(scalar(dsn, "SELECT count(*) FROM outbox_pending") == "5");
+  // the sequence goes on after the migrated rows
+  scalar(dsn, "INSERT INTO events (aggregate_type, aggregate_id, event_version, event_type) "
+              "VALUES ('stock', 'M0@w1', 4, 'stock_adjusted')");
+  CHECK(scalar(dsn, "SELECT max(position) FROM event_batches") == "10");
+}
+
 TEST_CASE_FIXTURE(system_fixture, "a batch is written in one transaction and read back exactly") {
   auto b = first_batch("S1", "w1");
   b.hold_changes.push_back({"r1", "w1", 2, now_ms() + 60000, "held"});
@@ -176,10 +222,11 @@ TEST_CASE_FIXTURE(system_fixture, "a part whose statement fails is answered alon
   auto worker = persistence::spawn_pg_worker(sys, {dsn, 1, 5000ms});
   write_group g;
   g.stock.push_back(first_batch("S4", "w1"));
-  auto dup = first_batch("S5", "w1");
-  dup.events.push_back(dup.events[0]); // version 1 twice: a unique violation
-  dup.events[1].event_id = new_uuid();
-  g.stock.push_back(dup);
+  // S5's stream already has an outbox row at version 1 (no level row): its
+  // first batch's event row is a unique violation.
+  scalar(dsn, "INSERT INTO events (aggregate_type, aggregate_id, event_version, event_type) "
+              "VALUES ('stock', 'S5@w1', 1, 'stock_adjusted')");
+  g.stock.push_back(first_batch("S5", "w1"));
   auto next = first_batch("S5", "w1"); // depends on the failed one
   next.expected_version = 1;
   next.after.version = 2;
@@ -190,7 +237,7 @@ TEST_CASE_FIXTURE(system_fixture, "a part whose statement fails is answered alon
   REQUIRE(out);
   CHECK(outcomes(*out) == "ok,conflict,conflict,ok");
   CHECK(scalar(dsn, "SELECT string_agg(sku, ',' ORDER BY sku) FROM stock_levels") == "S4,S6");
-  CHECK(scalar(dsn, "SELECT count(*) FROM events") == "2");
+  CHECK(scalar(dsn, "SELECT count(*) FROM events") == "3");
   stop(worker);
 }
 
@@ -214,7 +261,7 @@ TEST_CASE_FIXTURE(system_fixture, "a group's batches of many pairs, two of one p
   CHECK(outcomes(*out) == "ok,ok,ok");
   CHECK(scalar(dsn, "SELECT version || '/' || reserved FROM stock_levels WHERE sku = 'S7'") == "3/2");
   CHECK(scalar(dsn, "SELECT version || '/' || reserved FROM stock_levels WHERE sku = 'S8'") == "2/1");
-  CHECK(scalar(dsn, "SELECT string_agg(event_version::text, ',' ORDER BY position) FROM events "
+  CHECK(scalar(dsn, "SELECT string_agg(event_version::text, ',' ORDER BY position, event_version) FROM events "
                     "WHERE aggregate_id = 'S7@w1'") == "1,2,3");
   CHECK(scalar(dsn, "SELECT string_agg(reservation_id, ',' ORDER BY reservation_id) FROM stock_holds "
                     "WHERE status = 'held'") == "r71,r72,r81");
@@ -384,8 +431,10 @@ void admin(const std::string& sql) {
 
 /// Polls until a backend of database `db` shows `condition` (a pg_stat_activity
 /// WHERE clause), then terminates it; false if none did within 10 s.
-bool terminate_when(const std::string& db, const std::string& condition) {
-  for (auto until = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < until;) {
+bool terminate_when(const std::string& db, const std::string& condition,
+                    std::chrono::milliseconds patience = 10s) {
+  for (auto until = std::chrono::steady_clock::now() + patience;
+       std::chrono::steady_clock::now() < until;) {
     auto pid = scalar(server_dsn(), "SELECT pid FROM pg_stat_activity WHERE datname = '" + db
                                       + "' AND " + condition + " LIMIT 1");
     if (!pid.empty()) {
@@ -404,6 +453,7 @@ TEST_CASE_FIXTURE(system_fixture, "a write whose connection is cut after it comm
   // A synchronous standby that never comes: COMMIT writes locally, then waits;
   // terminating the backend then leaves the transaction committed while the
   // client only sees its connection break.
+  scalar(dsn, "CREATE TABLE probe (x int)"); // before commits wait
   admin("ALTER SYSTEM SET synchronous_standby_names = 'nobody'");
   admin("SELECT pg_reload_conf()");
   struct reset_standby {
@@ -412,11 +462,21 @@ TEST_CASE_FIXTURE(system_fixture, "a write whose connection is cut after it comm
       admin("SELECT pg_reload_conf()");
     }
   } reset;
-  // The reload is asynchronous: the worker's session starts once it is seen.
-  for (auto until = std::chrono::steady_clock::now() + 10s;
-       scalar(dsn, "SHOW synchronous_standby_names") != "nobody"
-       && std::chrono::steady_clock::now() < until;)
-    std::this_thread::sleep_for(5ms); // real time: the postmaster rereading its configuration
+  // The reload is asynchronous, and commits wait only once the checkpointer has
+  // reread it too (after new sessions show it): wait until a probe's commit waits.
+  bool waits = false;
+  for (auto until = std::chrono::steady_clock::now() + 20s;
+       !waits && std::chrono::steady_clock::now() < until;) {
+    std::thread probe{[&] {
+      try {
+        scalar(dsn, "INSERT INTO probe VALUES (1)");
+      } catch (const std::exception&) { // terminated while it waited
+      }
+    }};
+    waits = terminate_when(db, "wait_event = 'SyncRep'", 300ms);
+    probe.join();
+  }
+  REQUIRE(waits);
   auto worker = persistence::spawn_pg_worker(sys, {dsn, 1, 5000ms});
   REQUIRE(ask<ok_atom>(worker, ping_atom_v));
   for (auto skus : {std::vector<std::string>{"D1"}, std::vector<std::string>{"D2", "D3"}}) {
@@ -463,5 +523,38 @@ TEST_CASE_FIXTURE(system_fixture, "a write whose connection is cut after it comm
   CHECK(outcomes(*out) == "ok");
   CHECK(scalar(dsn, "SELECT version FROM stock_levels WHERE sku = 'D1'") == "2");
   CHECK(scalar(dsn, "SELECT count(*) FROM events WHERE aggregate_id = 'D1@w1'") == "2");
+  stop(worker);
+}
+
+TEST_CASE_FIXTURE(system_fixture, "each entity batch is one outbox row; read back, its events are exactly those written, in order") {
+  auto three = first_batch("S30", "w1");
+  three.events[0].data_json = R"({"on_hand": 10})"; // as jsonb prints it
+  for (int64_t v = 2; v <= 3; ++v)
+    three.events.push_back(domain_event{new_uuid(), "stock_reserved", "S30@w1", "stock", v,
+                                        now_ms() + v, R"({"note": "a \"quoted\" \\ one", "quantity": 1})",
+                                        "c" + std::to_string(v), "k", "u,{v}", "n"});
+  three.after.version = 3;
+  auto worker = persistence::spawn_pg_worker(sys, {dsn, 1, 5000ms});
+  write_group g; // one statement for two pairs, one for the cart
+  g.stock = {three, first_batch("S31", "w1")};
+  g.entities.push_back(cart_write(0, R"({"items":[]})"));
+  g.entities[0].events.push_back(domain_event{new_uuid(), "cart_item_set", "crt_1", "cart", 2,
+                                              now_ms(), "{}", "c", "", "u1", "n"});
+  g.entities[0].after.version = 2;
+  auto out = ask<group_outcome>(worker, g);
+  REQUIRE(out);
+  CHECK(outcomes(*out) == "ok,ok,ok");
+  REQUIRE(ask<ok_atom>(store, first_batch("S32", "w1"))); // a lone write's statement
+  CHECK(scalar(dsn, "SELECT count(*) FROM event_batches") == "4");
+  CHECK(scalar(dsn, "SELECT count(*) FROM events") == "7");
+  auto read = [&](const std::string& type, const std::string& id) {
+    auto events = ask<std::vector<domain_event>>(store, load_events{type, id});
+    REQUIRE(events);
+    return *events;
+  };
+  CHECK(read("stock", "S30@w1") == three.events);
+  CHECK(read("cart", "crt_1") == g.entities[0].events);
+  CHECK(scalar(dsn, "SELECT string_agg(event_version::text, ',' ORDER BY position, event_version) "
+                    "FROM events WHERE aggregate_id = 'S30@w1'") == "1,2,3");
   stop(worker);
 }

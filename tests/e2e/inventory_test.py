@@ -144,6 +144,12 @@ class Inventory(unittest.TestCase):
         psql(server, "ALTER DATABASE %s ALLOW_CONNECTIONS false" % name)
         try:
             psql(server, kill)
+            # until its backends are gone, a statement sent may still have run (in doubt, answered
+            # once the database can be asked): wait for them, so the write meets a closed session
+            deadline = time.time() + 10
+            while psql(server, "SELECT count(*) FROM pg_stat_activity WHERE datname = '%s'" % name) != "0":
+                self.assertLess(time.time(), deadline, "the terminated backends did not exit")
+                time.sleep(0.05)
             st, body, r = self.req("PUT", "/v1/warehouses/w1/stock/L1", {"on_hand": 3, "seq": 3}, OPS)
             self.assertEqual((st, body["error"], r.getheader("Retry-After")), (503, "unavailable", "1"))
             st, body, r = self.req("GET", "/readyz")

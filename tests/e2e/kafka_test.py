@@ -5,6 +5,7 @@ librdkafka consumer reads the topics back."""
 import collections
 import json
 import subprocess
+import threading
 import time
 import unittest
 
@@ -24,8 +25,9 @@ def committed_events(dsn):
     rows = psql(dsn, "SELECT json_build_object('eventId', event_id, 'eventType', event_type, "
                      "'aggregateId', aggregate_id, 'aggregateType', aggregate_type, "
                      "'eventVersion', event_version, 'data', data, 'metadata', metadata, "
-                     "'published', (txid, position) <= (SELECT txid, position FROM outbox_progress)) "
-                     "FROM events ORDER BY position")
+                     "'published', (txid, position, event_version) "
+                     "<= (SELECT txid, position, event_version FROM outbox_progress)) "
+                     "FROM events ORDER BY position, event_version")
     return [json.loads(r) for r in rows.splitlines()]
 
 
@@ -181,6 +183,56 @@ class LateCommit(OutboxChecks):
             messages = consume(node.kafka_bootstrap(), ["inventory"], count=2)
             self.assertEqual([m["value"]["eventVersion"] for m in messages], [1, 2])
             self.check_delivered(dsn, messages)
+        finally:
+            self.assertEqual(node.stop(), 0)
+
+
+class BigBatches(OutboxChecks):
+    """An outbox row holds one entity batch: rows larger than a relay round
+    (1 000 events) are delivered across rounds, the mark inside a row, every
+    event once and in order; a flash sale's batches arrive exactly."""
+
+    def test_rows_larger_than_a_round_and_a_flash_sale(self):
+        dsn = fresh_database()
+        node = Node(dsn).start()
+        try:
+            psql(dsn, "INSERT INTO event_batches (aggregate_type, aggregate_id, first_version, node, "
+                      "event_ids, event_types, event_times, data, correlation_ids, causation_ids, user_ids) "
+                      "SELECT 'stock', 'BIG' || b || '@w1', 1, 'test', array_agg(gen_random_uuid() ORDER BY i), "
+                      "array_agg('stock_adjusted'::text ORDER BY i), array_agg(1700000000000 + i ORDER BY i), "
+                      "array_agg(jsonb_build_object('delta', i) ORDER BY i), array_agg('c'::text ORDER BY i), "
+                      "array_agg(''::text ORDER BY i), array_agg('u'::text ORDER BY i) "
+                      "FROM generate_series(1, 2) b, generate_series(1, 1500) i GROUP BY b")
+            st, _, _ = node.request("PUT", "/v1/warehouses/w1/stock/FL", {"on_hand": 300, "seq": 1}, WH1)
+            self.assertEqual(st, 200)
+            outcomes = collections.Counter()
+            lock = threading.Lock()
+
+            def buyer():
+                c = node.conn()
+                for _ in range(20):
+                    st, _, _ = node.request("POST", "/v1/reservations", {"sku": "FL", "quantity": 1},
+                                            ALICE, conn=c)
+                    with lock:
+                        outcomes[st] += 1
+
+            threads = [threading.Thread(target=buyer) for _ in range(32)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            self.assertEqual(outcomes, {201: 300, 409: 340})
+            batches = int(psql(dsn, "SELECT count(*) FROM event_batches WHERE aggregate_id = 'FL@w1'"))
+            self.assertLess(batches, 301)  # some batches of several reservations
+            wait_published(node, dsn)
+            rows = committed_events(dsn)
+            self.assertEqual(len(rows), 3000 + 301)
+            messages = consume(node.kafka_bootstrap(), ["inventory"], count=len(rows))
+            self.check_delivered(dsn, messages)
+            deadline = time.time() + 5  # the gauge is refreshed once a second
+            while node.metric("emporium_outbox_lag_events") != 0:
+                self.assertLess(time.time(), deadline, "the lag gauge stayed above 0")
+                time.sleep(0.1)
         finally:
             self.assertEqual(node.stop(), 0)
 
