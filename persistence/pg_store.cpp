@@ -286,6 +286,23 @@ struct store_metrics {
 
 // -- the worker -----------------------------------------------------------------
 
+/// What a failed statement means for the write or read `what` (the
+/// transaction it ran in rolled back): conflict, unavailable (cancelled by
+/// statement_timeout) or internal.
+caf::error statement_failure(const pqxx::sql_error& e, const char* what = "write") {
+  if (dynamic_cast<const pqxx::unique_violation*>(&e) != nullptr) {
+    log()->warn("event=store_conflict op={} detail=\"{}\"", what, e.what());
+    return caf::make_error(errc::conflict);
+  }
+  if (e.sqlstate() == "57014") { // query_canceled: statement_timeout
+    log()->warn("event=store_statement_timeout op={}", what);
+    return caf::make_error(errc::unavailable);
+  }
+  log()->error("event=store_failed op={} sqlstate={} detail=\"{}\"", what, e.sqlstate(),
+               e.what());
+  return caf::make_error(errc::internal);
+}
+
 struct worker_state {
   std::string dsn;
   std::chrono::milliseconds statement_timeout;
@@ -331,22 +348,12 @@ struct worker_state {
         store_metrics::get().failures->Increment();
         log()->error("event=store_in_doubt op={} detail=\"{}\"", what, e.what());
         return caf::make_error(errc::unavailable);
-      } catch (const pqxx::unique_violation& e) {
-        store_metrics::get().failures->Increment();
-        log()->warn("event=store_conflict op={} detail=\"{}\"", what, e.what());
-        return caf::make_error(errc::conflict);
       } catch (const caf::error& e) {
         store_metrics::get().failures->Increment();
         return e;
       } catch (const pqxx::sql_error& e) {
         store_metrics::get().failures->Increment();
-        if (e.sqlstate() == "57014") { // query_canceled: statement_timeout, rolled back
-          log()->warn("event=store_statement_timeout op={}", what);
-          return caf::make_error(errc::unavailable);
-        }
-        log()->error("event=store_failed op={} sqlstate={} detail=\"{}\"", what, e.sqlstate(),
-                     e.what());
-        return caf::make_error(errc::internal);
+        return statement_failure(e, what);
       } catch (const std::exception& e) {
         store_metrics::get().failures->Increment();
         conn.reset(); // unknown state: start over with a fresh connection
@@ -586,21 +593,6 @@ caf::error unfenced(const char* what) {
   store_metrics::get().fenced->Increment();
   log()->error("event=store_unfenced_write op={}", what);
   return caf::make_error(errc::fenced);
-}
-
-/// What a failed statement of one part means for that part (the transaction
-/// it ran in rolled back).
-caf::error statement_failure(const pqxx::sql_error& e) {
-  if (dynamic_cast<const pqxx::unique_violation*>(&e) != nullptr) {
-    log()->warn("event=store_conflict op=write detail=\"{}\"", e.what());
-    return caf::make_error(errc::conflict);
-  }
-  if (e.sqlstate() == "57014") { // query_canceled: statement_timeout
-    log()->warn("event=store_statement_timeout op=write");
-    return caf::make_error(errc::unavailable);
-  }
-  log()->error("event=store_failed op=write sqlstate={} detail=\"{}\"", e.sqlstate(), e.what());
-  return caf::make_error(errc::internal);
 }
 
 /// Whether part k of `g` landed, read after its commit's outcome was lost (the
