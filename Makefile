@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= 2
 export CCACHE_DIR ?= $(CURDIR)/.var/ccache
 
-.PHONY: all deps build run cluster test bench clean
+.PHONY: all deps build run cluster test bench bench-scale clean
 
 all: build
 
@@ -27,6 +27,9 @@ test: build
 
 bench: build
 	bench/run.sh
+
+bench-scale: build
+	bench/scale.sh
 
 clean:
 	rm -rf $(BUILD)
