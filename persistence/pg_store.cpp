@@ -566,12 +566,17 @@ sku_snapshot read_sku(pqxx::work& tx, const std::string& sku) {
     p.level.available = std::max<int64_t>(0, p.level.on_hand - p.level.reserved);
     out.pairs.push_back(std::move(p));
   }
-  for (const auto& row : tx.exec_params(load_holds_sql, sku)) {
+  auto holds = tx.exec_params(load_holds_sql, sku);
+  if (out.pairs.size() == 1)
+    out.pairs[0].holds.reserve(holds.size());
+  for (const auto& row : holds) {
     hold_view h{row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<int64_t>(),
                 row[3].as<int64_t>(), row[4].as<std::string>(), row[5].as<std::string>()};
     for (auto& p : out.pairs)
-      if (p.level.warehouse == h.warehouse)
-        p.holds.push_back(h);
+      if (p.level.warehouse == h.warehouse) {
+        p.holds.push_back(std::move(h));
+        break;
+      }
   }
   return out;
 }
