@@ -136,7 +136,6 @@ void emit(self_ptr self, const char* type, boost::json::object data, const std::
                                            st.cfg.node});
 }
 
-/// Sets the working value of one hold (nullopt: gone), keeping the expiry index.
 /// Keeps `h` in the working state if it is live (held or committed).
 void keep_if_live(stock_state& st, std::string id, hold_view h) {
   if (h.status != "held" && h.status != "committed")
@@ -146,6 +145,7 @@ void keep_if_live(stock_state& st, std::string id, hold_view h) {
   st.holds.emplace(std::move(id), std::move(h));
 }
 
+/// Sets the working value of one hold (nullopt: gone), keeping the expiry index.
 void set_hold(stock_state& st, const std::string& id, const std::optional<hold_view>& h) {
   if (auto i = st.holds.find(id); i != st.holds.end()) {
     st.expiries.erase({i->second.expires_at_ms, id});
