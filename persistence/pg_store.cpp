@@ -44,7 +44,7 @@ constexpr const char* batch_tail_sql
   = ", written_events AS ("
     "  INSERT INTO event_batches (aggregate_type, aggregate_id, first_version, node, event_ids,"
     "    event_types, event_times, data, correlation_ids, causation_ids, user_ids)"
-    "  SELECT 'stock', $1 || '@' || $2, ($12::bigint[])[1], $10::text, $11::uuid[], $13::text[],"
+    "  SELECT 'stock', $1 || '@' || $2, $12::bigint, $10::text, $11::uuid[], $13::text[],"
     "    $14::bigint[], $15::jsonb[], $16::text[], $17::text[], $18::text[]"
     "  WHERE EXISTS (SELECT 1 FROM level) AND cardinality($11::uuid[]) > 0),"
     " written_holds AS ("
@@ -138,7 +138,7 @@ constexpr const char* entity_tail_sql
   = ", written_events AS ("
     "  INSERT INTO event_batches (aggregate_type, aggregate_id, first_version, node, event_ids,"
     "    event_types, event_times, data, correlation_ids, causation_ids, user_ids)"
-    "  SELECT $1, $2, ($11::bigint[])[1], $9::text, $10::uuid[], $12::text[], $13::bigint[],"
+    "  SELECT $1, $2, $11::bigint, $9::text, $10::uuid[], $12::text[], $13::bigint[],"
     "    $14::jsonb[], $15::text[], $16::text[], $17::text[]"
     "  WHERE EXISTS (SELECT 1 FROM row) AND cardinality($10::uuid[]) > 0)"
     " SELECT (SELECT count(*) FROM row), EXISTS (SELECT 1 FROM lease)";
@@ -386,17 +386,21 @@ std::string array_literal(const std::vector<T>& xs, F field) {
   return out + "}";
 }
 
+/// Where a batch's events start in their entity's stream (0: no events).
+int64_t first_version(const std::vector<domain_event>& ev) {
+  return ev.empty() ? 0 : ev.front().event_version;
+}
+
 /// Events as the parallel array parameters of the write statements (one
 /// outbox row per entity batch, see migration 007).
 struct event_columns {
-  std::string ids, versions, types, times, data, correlations, causations, users;
+  std::string ids, types, times, data, correlations, causations, users;
 
   explicit event_columns(const std::vector<domain_event>& ev) : event_columns(pointers(ev)) {}
 
   explicit event_columns(const std::vector<const domain_event*>& ev) {
     using E = const domain_event*;
     ids = array_literal(ev, [](E e) -> const std::string& { return e->event_id; });
-    versions = array_literal(ev, [](E e) { return e->event_version; });
     types = array_literal(ev, [](E e) -> const std::string& { return e->event_type; });
     times = array_literal(ev, [](E e) { return e->event_time_ms; });
     data = array_literal(ev, [](E e) -> const std::string& { return e->data_json; });
@@ -436,7 +440,7 @@ caf::error write_batch(pqxx::transaction_base& tx, const stock_batch& b) {
     b.expected_version == 0 ? "insert_batch" : "update_batch", l.sku, l.warehouse, l.on_hand,
     l.reserved, l.committed, l.low_stock_threshold, l.version, l.last_seq, b.expected_version,
     node,
-    c.ids, c.versions, c.types, c.times, c.data, c.correlations, c.causations, c.users,
+    c.ids, first_version(ev), c.types, c.times, c.data, c.correlations, c.causations, c.users,
     array_literal(hs, [](const H& h) -> const std::string& { return h.reservation_id; }),
     array_literal(hs, [](const H& h) { return h.quantity; }),
     array_literal(hs, [](const H& h) { return h.expires_at_ms; }),
@@ -486,7 +490,7 @@ void write_batches(pqxx::transaction_base& tx, const std::vector<stock_batch>& b
     array_literal(b, [](B x) { return static_cast<int64_t>(x->under.shard); }),
     array_literal(b, [](B x) { return x->under.epoch; }), array_literal(ev_from, number),
     array_literal(ev_count, number),
-    array_literal(b, [](B x) { return x->events.empty() ? 0 : x->events.front().event_version; }),
+    array_literal(b, [](B x) { return first_version(x->events); }),
     node, c.ids, c.types, c.times, c.data, c.correlations, c.causations, c.users,
     array_literal(hs, [](const H& h) { return h.first; }),
     array_literal(hs, [](const H& h) -> const std::string& { return h.second->reservation_id; }),
@@ -512,7 +516,7 @@ caf::error write_entity(pqxx::transaction_base& tx, const entity_write& w) {
   auto r = tx.exec_prepared(
     w.expected_version == 0 ? "entity_insert" : "entity_update", a.aggregate_type,
     a.aggregate_id, w.expected_version, a.version, a.owner, a.status, a.state_json.empty() ? std::string{"{}"} : a.state_json, a.updated_at_ms, node,
-    c.ids, c.versions, c.types, c.times, c.data, c.correlations, c.causations, c.users,
+    c.ids, first_version(ev), c.types, c.times, c.data, c.correlations, c.causations, c.users,
     static_cast<int64_t>(w.under.shard), w.under.epoch);
   return part_outcome(r);
 }
