@@ -280,7 +280,7 @@ void set_durable(self_ptr self, const stock_level& l) {
   auto& st = self->state;
   st.durable = l;
   if (st.cfg.view)
-    st.cfg.view->publish(std::make_shared<const stock_level>(l), self->id());
+    st.cfg.view->publish(l, self->id(), st.cfg.under.epoch);
   if (st.cfg.feed)
     st.cfg.feed->stock_changed(l);
 }
@@ -405,9 +405,12 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
   }
   metrics::actors("stock").Increment();
   self->attach_functor([view = st.cfg.view, wh = st.level.warehouse, sku = st.level.sku,
-                        id = self->id()] {
+                        id = self->id()](const caf::error& reason) {
     metrics::actors("stock").Decrement();
-    if (view)
+    // Passivation and handoff (the SKU stops idle pairs with user_shutdown)
+    // leave the last durable level to be read; any other end may mean it is
+    // wrong (a conflict, a fenced write, a crash).
+    if (view && reason != caf::exit_reason::user_shutdown)
       view->withdraw(wh, sku, id);
   });
   expire_due(self); // holds that expired while no actor ran, before any request

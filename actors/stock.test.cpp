@@ -332,7 +332,7 @@ TEST_CASE_FIXTURE(stock_fixture, "a pair with live holds refuses passivation, an
   CHECK_FALSE(*ask<bool>(p, passivate_atom_v));
 }
 
-TEST_CASE_FIXTURE(stock_fixture, "the read view shows only durable levels and loses the pair when it stops") {
+TEST_CASE_FIXTURE(stock_fixture, "the read view shows only durable levels; a passivated pair stays in it, a failed one leaves") {
   actors::stock_config cfg;
   cfg.view = std::make_shared<stock_view>();
   auto& view = *cfg.view;
@@ -350,18 +350,28 @@ TEST_CASE_FIXTURE(stock_fixture, "the read view shows only durable levels and lo
   complete_write(*this, store, caf::make_error(errc::unavailable));
   CHECK_FALSE(receive<stock_result>(failed));
   CHECK(view.find("w1", "S1")->reserved == 0); // a failed write never shows
-  // A newer incarnation of the pair publishes before the old one is gone:
-  // the old one's exit must not withdraw it.
-  auto next = spawn_pair({}, cfg);
-  self->monitor(p);
-  caf::anon_send_exit(p, caf::exit_reason::user_shutdown);
-  run();
-  self->receive([](caf::down_msg&) {});
+  auto stop = [&](const stock_actor& a, caf::exit_reason reason) {
+    self->monitor(a);
+    caf::anon_send_exit(a, reason);
+    run();
+    self->receive([](caf::down_msg&) {});
+  };
+  // Stopped idle (the SKU passivates or hands off its pairs with
+  // user_shutdown): the last durable level is still read.
+  stop(p, caf::exit_reason::user_shutdown);
   REQUIRE(view.find("w1", "S1"));
-  self->monitor(next);
-  caf::anon_send_exit(next, caf::exit_reason::user_shutdown);
-  run();
-  self->receive([](caf::down_msg&) {});
+  CHECK(view.find("w1", "S1")->on_hand == 10);
+  // Each incarnation publishes its recovered level: an older one's failure
+  // must not withdraw the latest one's, the latest one's own failure does.
+  pair_snapshot again;
+  again.level = *view.find("w1", "S1");
+  auto first = spawn_pair(again, cfg);
+  auto second = spawn_pair(again, cfg);
+  auto latest = spawn_pair(again, cfg);
+  stop(second, caf::exit_reason::kill); // any end but user_shutdown
+  REQUIRE(view.find("w1", "S1"));
+  stop(first, caf::exit_reason::user_shutdown);
+  stop(latest, caf::exit_reason::kill);
   CHECK_FALSE(view.find("w1", "S1"));
   CHECK(view.size() == 0);
 }

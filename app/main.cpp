@@ -26,8 +26,9 @@ constexpr const char* usage = R"(emporium: actor-based real-time commerce backen
 Usage:
   emporium serve [options]     start a node
   emporium migrate [--pg URL]  apply database migrations and exit
-  emporium token --sub ID --role customer|warehouse|ops [--wh W1,W2] [--ttl SECONDS]
+  emporium token --sub ID --role customer|warehouse|ops [--wh W1,W2] [--ttl SECONDS] [--count N]
                                print a token signed with the configured secret
+                               (--count N: N tokens, one per line, for subs ID-0 .. ID-N-1)
   emporium fake-provider [--listen ADDR:PORT] [--name N] [--latency-ms MS]
                          [--decline-rate R] [--failure-rate R]
                                run the development payment provider (docs/orders.md)
@@ -104,12 +105,13 @@ int token_command(const app::flag_list& f) {
   p.role = app::setting(f, "--role", "EMPORIUM_TOKEN_ROLE", "");
   auto wh = app::setting(f, "--wh", "EMPORIUM_TOKEN_WH", "");
   auto ttl = whole_number(app::setting(f, "--ttl", "EMPORIUM_TOKEN_TTL", "3600"), "--ttl");
+  auto count = whole_number(app::setting(f, "--count", "EMPORIUM_TOKEN_COUNT", "1"), "--count");
   auto secret = app::setting(f, "--jwt-secret", "EMPORIUM_JWT_SECRET", "");
   if (p.sub.empty() || (p.role != "customer" && p.role != "warehouse" && p.role != "ops")) {
     std::cerr << "emporium token: --sub ID and --role customer|warehouse|ops are required\n";
     return 2;
   }
-  if (!ttl)
+  if (!ttl || !count)
     return 2;
   if (secret.empty()) {
     std::cerr << "emporium token: set EMPORIUM_JWT_SECRET (or --jwt-secret)\n";
@@ -122,7 +124,16 @@ int token_command(const app::flag_list& f) {
   auto now = std::chrono::duration_cast<std::chrono::seconds>(
                std::chrono::system_clock::now().time_since_epoch())
                .count();
-  std::cout << gateway::sign_jwt(p, secret, now, *ttl) << "\n";
+  if (*count == 1) {
+    std::cout << gateway::sign_jwt(p, secret, now, *ttl) << "\n";
+    return 0;
+  }
+  std::string out, sub = p.sub;
+  for (long long i = 0; i < *count; ++i) {
+    p.sub = sub + "-" + std::to_string(i);
+    out += gateway::sign_jwt(p, secret, now, *ttl) + "\n";
+  }
+  std::cout << out;
   return 0;
 }
 

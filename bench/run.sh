@@ -18,6 +18,10 @@ DUR=${BENCH_SECONDS:-10}
 CONNS=${BENCH_CONNECTIONS:-64}
 FLASH=${BENCH_FLASH_CONNECTIONS:-256} # a flash sale: many more buyers at once
 SPREAD=${BENCH_SPREAD_PAIRS:-10000}    # an ordinary day: traffic over many pairs
+BUYERS=${BENCH_BUYERS:-50000}          # a flash sale of distinct buyers, each asking once,
+BUYER_CONNS=${BENCH_BUYER_CONNECTIONS:-2000} # over this many connections at once,
+UNITS=${BENCH_FLASH_UNITS:-1000}       # for this many units
+ulimit -n $((BUYER_CONNS + 4096)) 2>/dev/null || true # the node and the load generator each hold every connection
 port=${BENCH_PG_PORT:-55441}
 data=$(mktemp -d /tmp/emporium-bench-pg.XXXXXX)
 node_pid=""; hello_pid=""; fake_pid=""
@@ -96,6 +100,20 @@ echo "== (a) pgbench, $FLASH clients"
 pg_flash=$(pgb "$FLASH")
 echo "$pg_flash"
 
+echo "== flash sale: $BUYERS buyers (a token each) ask once over $BUYER_CONNS connections for $UNITS units"
+build/emporium token --sub buyer --role customer --count "$BUYERS" >"$data/buyers"
+curl -sf -X PUT http://127.0.0.1:$HTTP_PORT/v1/warehouses/w1/stock/FLASH \
+  -H "Authorization: Bearer $OPS" -d "{\"on_hand\":$UNITS,\"seq\":1}" >/dev/null
+buyers=$(build/bench/loadgen --port $HTTP_PORT --method POST --path /v1/reservations \
+  --body '{"sku":"FLASH","quantity":1,"warehouse":"w1"}' --tokens "$data/buyers" --once 1 \
+  --connections "$BUYER_CONNS" --duration 120)
+echo "$buyers"
+# What PostgreSQL holds afterwards: live holds, their distinct owners, the level's reserved.
+held=$(psql "$PG" -Atc "SELECT count(*), count(DISTINCT owner), coalesce(sum(quantity), 0),
+  (SELECT reserved FROM stock_levels WHERE sku = 'FLASH' AND warehouse = 'w1')
+  FROM stock_holds WHERE sku = 'FLASH' AND warehouse = 'w1' AND status = 'held'" | tr '|' ' ')
+echo "held_rows owners units reserved: $held"
+
 echo "== spread: reservations on random pairs of $SPREAD, $CONNS connections"
 build/tests/ws_tool push --port $HTTP_PORT --wh w1 --token "$OPS" --items $((2 * SPREAD)) \
   --batch 500 --skus "$SPREAD" --prefix SP >/dev/null # on_hand >= SPREAD on every pair
@@ -154,17 +172,24 @@ python3 - "$res_rps" "$pg_tps" "$read_max" "$hello_rps" "$(echo "$paced" | field
   "$(cl_line feed | field changes_per_s)" "$(cl_line feed | field peer_idle_cpu_pct)" \
   "$(cl_line feed | field peer_feed_cpu_pct)" "$(cl_line feed | field us_per_change)" \
   "$(echo "$spread" | field rps)" "$(echo "$pg_spread" | tps)" "$(echo "$spread" | field p50_ms)" \
-  "$(echo "$spread" | field p99_ms)" "$SPREAD" <<'PY'
+  "$(echo "$spread" | field p99_ms)" "$SPREAD" \
+  "$(echo "$buyers" | field p50_ms)" "$(echo "$buyers" | field p99_ms)" "$(echo "$buyers" | field rps)" \
+  "$(echo "$buyers" | field connected)" "$BUYERS" "$UNITS" \
+  "$(echo "$buyers" | sed -n 's/.*statuses=\([0-9:,]*\).*/\1/p')" "$held" <<'PY'
 import sys
 (res, pg, reads, hello, p50, p99, rp50, rp99, chk, s50, s99, a50, a99, f50, f99, push, relay,
  flash, pgf, fp50, fp99, conns, fconns, own, far, ratio, add50, add99, rebalance, drain,
  actors, feed_rate, peer_idle, peer_feed, feed_us, spread, pgs, sp50, sp99,
- pairs) = map(float, sys.argv[1:])
+ pairs, bp50, bp99, brps, bconns, buyers, units) = map(float, sys.argv[1:47])
+statuses = {int(k): int(v) for k, v in (kv.split(":") for kv in sys.argv[47].split(",") if kv)}
+held_rows, owners, held_units, reserved = map(int, sys.argv[48].split())
+others = sum(n for s, n in statuses.items() if s not in (201, 409))
 print()
 print("| measure | value | baseline | ratio | target |")
 print("|---|---|---|---|---|")
 print("| hot-SKU reservations/s, %d connections (p50 %.2f ms, p99 %.2f ms) | %.0f | pgbench %.0f tps | %.1fx | >= 20x |" % (conns, rp50, rp99, res, pg, res / pg))
 print("| flash sale: hot-SKU reservations/s, %d connections (p50 %.2f ms, p99 %.2f ms) | %.0f | pgbench %.0f tps | %.1fx | >= 20x |" % (fconns, fp50, fp99, flash, pgf, flash / pgf))
+print("| flash sale: %.0f buyers (a token each) ask once, %.0f connections, %.0f units (p50 %.2f ms, p99 %.2f ms, %.0f answers/s) | %d granted (201), %d sold out (409), %d other | PostgreSQL: %d holds of %d owners, reserved %d | | exactly %.0f |" % (buyers, bconns, units, bp50, bp99, brps, statuses.get(201, 0), statuses.get(409, 0), others, held_rows, owners, reserved, units))
 print("| spread: reservations/s on random pairs of %.0f, %d connections (p50 %.2f ms, p99 %.2f ms) | %.0f | pgbench %.0f tps | %.1fx | >= 3x |" % (pairs, conns, sp50, sp99, spread, pgs, spread / pgs))
 print("| cached pair reads/s | %.0f | Beast hello %.0f req/s | %.0f%% | >= 50%% |" % (reads, hello, 100 * reads / hello))
 print("| read latency at 70%% of max | p50 %.2f ms | p99 %.2f ms | | p99 <= 5 ms |" % (p50, p99))

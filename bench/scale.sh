@@ -3,14 +3,19 @@
 #   - PAIRS new SKUs with one pair each, pushed over the warehouse WebSocket: time to load,
 #     the node's RSS before and after, so RSS per live pair (SKU actor + pair actor);
 #   - one pair with HOLDS live holds (reservations of one unit): the node restarted, then the
-#     time of the first read of that pair, which recovers it (level + every live hold).
-# Environment: BENCH_SCALE_PAIRS (1000000), BENCH_SCALE_HOLDS (500000), BENCH_PG_PORT (55444).
+#     time of the first read of that pair, which recovers it (level + every live hold);
+#   - idle pairs: a node restarted with EMPORIUM_PASSIVATE_AFTER=IDLE_AFTER, PAIRS more new SKUs
+#     loaded and left to passivate (no actor left), then RSS per idle pair (its level in the stock
+#     view) and pair reads/s over them (answered from the view: no actor is started).
+# Environment: BENCH_SCALE_PAIRS (1000000), BENCH_SCALE_HOLDS (500000),
+# BENCH_SCALE_IDLE_AFTER (5 seconds), BENCH_PG_PORT (55444).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 cmake --build build -j2 --target emporium loadgen ws_tool >/dev/null
 PAIRS=${BENCH_SCALE_PAIRS:-1000000}
 HOLDS=${BENCH_SCALE_HOLDS:-500000}
+IDLE_AFTER=${BENCH_SCALE_IDLE_AFTER:-5}
 port=${BENCH_PG_PORT:-55444}
 data=$(mktemp -d /tmp/emporium-scale-pg.XXXXXX)
 node_pid=""
@@ -24,8 +29,8 @@ scripts/pg.sh start "$data/pg" "$port"
 PG="postgresql://postgres@127.0.0.1:$port/emporium"
 export EMPORIUM_JWT_SECRET=bench-secret
 HTTP_PORT=18092
-start_node() {
-  EMPORIUM_PG=$PG EMPORIUM_HTTP=127.0.0.1:$HTTP_PORT EMPORIUM_LOG_FORMAT=text SPDLOG_LEVEL=warn \
+start_node() { # [VAR=value ...] for the node
+  env "$@" EMPORIUM_PG=$PG EMPORIUM_HTTP=127.0.0.1:$HTTP_PORT EMPORIUM_LOG_FORMAT=text SPDLOG_LEVEL=warn \
     build/emporium serve >/dev/null &
   node_pid=$!
   for _ in $(seq 300); do curl -sf http://127.0.0.1:$HTTP_PORT/readyz >/dev/null && return; sleep 0.1; done
@@ -45,7 +50,8 @@ push=$(build/tests/ws_tool push --port $HTTP_PORT --wh w1 --token "$OPS" --items
 echo "$push"
 sleep 1
 rss1=$(rss_kib)
-live=$(curl -sf http://127.0.0.1:$HTTP_PORT/metrics | awk '/^emporium_actors\{kind="stock"\}/ {print $2}')
+live_actors() { curl -sf http://127.0.0.1:$HTTP_PORT/metrics | awk -v k="$1" '$1 == "emporium_actors{kind=\"" k "\"}" {print $2}'; }
+live=$(live_actors stock)
 echo "rss_before_kib=$rss0 rss_after_kib=$rss1 live_pairs=${live:-?}"
 
 echo "== a hot pair with $HOLDS live holds"
@@ -64,13 +70,37 @@ t0=$(now)
 level=$(curl -sf http://127.0.0.1:$HTTP_PORT/v1/warehouses/w1/stock/SCHOT -H "Authorization: Bearer $OPS")
 t1=$(now)
 echo "$level"
-python3 - "$push" "$rss0" "$rss1" "$PAIRS" "$held" "$t0" "$t1" <<'PY'
-import json, sys
-push, rss0, rss1, pairs, held, t0, t1 = sys.argv[1:]
+
+echo "== idle pairs: $PAIRS more new SKUs, passivated after ${IDLE_AFTER}s"
+kill -TERM "$node_pid"; wait "$node_pid" || true; node_pid=""
+start_node EMPORIUM_PASSIVATE_AFTER="$IDLE_AFTER"
+sleep 1
+rss2=$(rss_kib)
+idle_push=$(build/tests/ws_tool push --port $HTTP_PORT --wh w1 --token "$OPS" --items "$PAIRS" \
+  --batch 500 --skus "$PAIRS" --prefix SI)
+echo "$idle_push"
+for _ in $(seq 600); do
+  [ "$(live_actors stock)" = 0 ] && [ "$(live_actors sku)" = 0 ] && break
+  sleep 0.5
+done
+sleep 1
+rss3=$(rss_kib)
+echo "rss_before_kib=$rss2 rss_idle_kib=$rss3 live_pairs=$(live_actors stock) live_skus=$(live_actors sku)"
+idle_reads=$(build/bench/loadgen --port $HTTP_PORT --connections 64 --duration 5 \
+  --path '/v1/warehouses/w1/stock/SI{n}' --spread "$PAIRS" --header "Authorization: Bearer $OPS")
+echo "$idle_reads"
+echo "live pairs after the reads: $(live_actors stock)"
+python3 - "$push" "$rss0" "$rss1" "$PAIRS" "$held" "$t0" "$t1" "$rss2" "$rss3" "$idle_reads" <<'PY'
+import json, re, sys
+push, rss0, rss1, pairs, held, t0, t1, rss2, rss3, reads = sys.argv[1:]
 push = json.loads(push)
 per_pair = (int(rss1) - int(rss0)) * 1024 / int(pairs)
+per_idle = (int(rss3) - int(rss2)) * 1024 / int(pairs)
+ok = re.search(r"statuses=200:(\d+),$", reads.strip())
 print("scale pairs=%s load_seconds=%.1f load_pairs_per_s=%.0f rss_per_pair_bytes=%.0f "
-      "hot_holds=%s hot_recovery_ms=%.1f"
+      "hot_holds=%s hot_recovery_ms=%.1f rss_per_idle_pair_bytes=%.0f idle_reads_rps=%s "
+      "idle_reads_all_200=%s"
       % (pairs, push["seconds"], push["items_per_s"], per_pair, held,
-         (float(t1) - float(t0)) * 1000))
+         (float(t1) - float(t0)) * 1000, per_idle,
+         re.search(r"rps=(\d+)", reads).group(1), "yes" if ok else "no"))
 PY

@@ -41,6 +41,10 @@ int64_t shard_table::epoch(uint32_t shard) const noexcept {
   return owned(shard) ? epochs_[shard].load(std::memory_order_relaxed) : 0;
 }
 
+int64_t shard_table::last_epoch(uint32_t shard) const noexcept {
+  return epochs_[shard].load(std::memory_order_relaxed);
+}
+
 uint32_t shard_table::owned_count(clock::time_point now) const noexcept {
   uint32_t n = 0;
   for (uint32_t s = 0; s < shards_; ++s)

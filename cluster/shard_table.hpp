@@ -50,6 +50,9 @@ public:
   void drop(uint32_t shard) noexcept;
   bool owned(uint32_t shard, clock::time_point now = clock::now()) const noexcept;
   int64_t epoch(uint32_t shard) const noexcept; ///< 0 unless held
+  /// The epoch of the last lease held, also after it lapsed by time; 0 once
+  /// dropped (handed off or lost on a round).
+  int64_t last_epoch(uint32_t shard) const noexcept;
   uint32_t owned_count(clock::time_point now = clock::now()) const noexcept;
 
   void set_routes(std::shared_ptr<const routes> r);

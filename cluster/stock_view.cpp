@@ -18,15 +18,21 @@ stock_view::shard& stock_view::shard_of(std::string_view k) const {
   return shards_[hash{}(k) % shard_count];
 }
 
-void stock_view::publish(level_ptr level, uint64_t owner) {
-  auto k = key(level->warehouse, level->sku);
+stock_view::stock_view(std::shared_ptr<const shard_table> leases,
+                       std::shared_ptr<const std::atomic<bool>> unreachable)
+    : leases_(std::move(leases)), unreachable_(std::move(unreachable)) {
+}
+
+void stock_view::publish(const stock_level& l, uint64_t owner, int64_t epoch) {
+  auto k = key(l.warehouse, l.sku);
   auto& s = shard_of(k);
+  entry e{l.on_hand, l.reserved, l.committed, l.available, l.low_stock_threshold,
+          l.version, l.last_seq, epoch, owner};
   std::lock_guard guard{s.mtx};
-  auto i = s.pairs.find(k);
-  if (i == s.pairs.end())
-    s.pairs.emplace(std::string{k}, entry{std::move(level), owner});
+  if (auto i = s.pairs.find(k); i != s.pairs.end())
+    i->second = e;
   else
-    i->second = entry{std::move(level), owner};
+    s.pairs.emplace(std::pmr::string{k, &s.pool}, e);
 }
 
 void stock_view::withdraw(std::string_view warehouse, std::string_view sku, uint64_t owner) {
@@ -37,20 +43,30 @@ void stock_view::withdraw(std::string_view warehouse, std::string_view sku, uint
     s.pairs.erase(i);
 }
 
-stock_view::stock_view(std::shared_ptr<const shard_table> leases,
-                       std::shared_ptr<const std::atomic<bool>> unreachable)
-    : leases_(std::move(leases)), unreachable_(std::move(unreachable)) {
+int64_t stock_view::answerable_epoch(std::string_view sku) const {
+  if (!leases_)
+    return -1;
+  auto shard = leases_->shard_of(entity_kind::sku, sku);
+  if (auto held = leases_->epoch(shard))
+    return held;
+  if (unreachable_ && unreachable_->load(std::memory_order_relaxed))
+    return leases_->last_epoch(shard); // 0 once dropped (handed off, or lost on a round)
+  return 0;
 }
 
-stock_view::level_ptr stock_view::find(std::string_view warehouse, std::string_view sku) const {
-  if (leases_ && !leases_->owned(leases_->shard_of(entity_kind::sku, sku))
-      && !(unreachable_ && unreachable_->load(std::memory_order_relaxed)))
-    return nullptr;
+std::optional<stock_level> stock_view::find(std::string_view warehouse, std::string_view sku) const {
+  auto epoch = answerable_epoch(sku);
+  if (epoch == 0) // a lease epoch is never 0
+    return std::nullopt;
   auto k = key(warehouse, sku);
   auto& s = shard_of(k);
   std::lock_guard guard{s.mtx};
   auto i = s.pairs.find(k);
-  return i == s.pairs.end() ? nullptr : i->second.level;
+  if (i == s.pairs.end() || (epoch > 0 && i->second.epoch != epoch))
+    return std::nullopt;
+  auto& e = i->second;
+  return stock_level{std::string{sku}, std::string{warehouse}, e.on_hand, e.reserved, e.committed,
+                     e.available, e.low_stock_threshold, e.version, e.last_seq};
 }
 
 size_t stock_view::size() const {

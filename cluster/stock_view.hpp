@@ -6,7 +6,9 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <memory_resource>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -17,48 +19,56 @@ class shard_table;
 
 using protocols::stock_level;
 
-/// The read model of this node's live stock pairs: each stock actor publishes
-/// its *durable* level here whenever it changes (before it answers the
-/// requests of that write) and withdraws it when it stops. The gateway answers
-/// pair reads from it on the I/O thread without a message round trip; a pair
-/// not here (not started, passivated, or hosted elsewhere) is asked through
-/// the router as before.
+/// The read model of this node's stock pairs: each stock actor publishes its
+/// *durable* level here whenever it changes (before it answers the requests of
+/// that write). The gateway answers pair reads from it on the I/O thread
+/// without a message round trip; a pair not here (never started on this node,
+/// or its last level withdrawn) is asked through the router.
 ///
-/// 64 shards, each a mutex over a hash map of shared immutable levels: a
-/// lookup holds one shard's lock for a hash probe and a reference-count
-/// increment; there is no lock shared by all requests.
+/// An idle pair is data here, not an actor: a pair that passivates (no live
+/// holds, nothing under way) or hands its shard off keeps its last durable
+/// level, stamped with the shard's lease epoch it was written under. It is
+/// answered only while this node holds that same lease (an epoch changes with
+/// every acquisition, so a level from an earlier tenure is never answered);
+/// its next write restarts the actor from PostgreSQL. A pair that stopped for
+/// any other reason (a version conflict, a fenced write, a crash) is
+/// withdrawn. While `unreachable` is set (this node cannot reach PostgreSQL, so
+/// its leases lapse) a pair is still answered with the last durable level of
+/// the last lease held (stale only if another node, still reaching the
+/// database, took the shard over and wrote meanwhile).
+///
+/// Bounded by the pairs this node hosts (durable data, not a queue): ≈ 130 B
+/// per pair. 64 shards, each a mutex over a hash map whose nodes come from the
+/// shard's own memory pool (so a million idle pairs do not pin the pages that
+/// their stopped actors were freed from); a lookup holds one shard's lock for
+/// a hash probe and a copy of the level; no lock is shared by all requests.
 class stock_view {
 public:
-  using level_ptr = std::shared_ptr<const stock_level>;
-
+  /// A view without leases (tests): every published level is answered.
   stock_view() = default;
 
-  /// A view that answers only pairs whose SKU's shard this node holds a lease
-  /// on now (a node of a cluster): after a lease lapsed, a read goes to the
-  /// new owner instead of the last level seen here.
-  /// While `unreachable` is set (this node cannot reach PostgreSQL, so its
-  /// leases lapse), a pair is still answered from here with the last durable
-  /// level this node saw: reads keep answering through a database outage
-  /// (stale only if another node, still reaching the database, took the
-  /// shard over and wrote meanwhile).
   explicit stock_view(std::shared_ptr<const shard_table> leases,
                       std::shared_ptr<const std::atomic<bool>> unreachable = nullptr);
 
-  /// Sets the pair's level; `owner` names the publishing actor incarnation.
-  void publish(level_ptr level, uint64_t owner);
+  /// Sets the pair's durable level, written under lease `epoch` of the SKU's
+  /// shard by actor incarnation `owner`.
+  void publish(const stock_level& level, uint64_t owner, int64_t epoch);
 
   /// Removes the pair if `owner` still owns it (a newer incarnation may have
-  /// published since).
+  /// published since): its last level may be wrong.
   void withdraw(std::string_view warehouse, std::string_view sku, uint64_t owner);
 
-  /// The pair's durable level, or null.
-  level_ptr find(std::string_view warehouse, std::string_view sku) const;
+  /// The pair's durable level, if known and answerable here.
+  std::optional<stock_level> find(std::string_view warehouse, std::string_view sku) const;
 
   size_t size() const;
 
 private:
+  /// A level without its names (the key holds them).
   struct entry {
-    level_ptr level;
+    int64_t on_hand = 0, reserved = 0, committed = 0, available = 0, low_stock_threshold = 0,
+            version = 0, last_seq = 0;
+    int64_t epoch = 0;
     uint64_t owner = 0;
   };
   struct hash {
@@ -67,15 +77,20 @@ private:
       return std::hash<std::string_view>{}(s);
     }
   };
+  using map = std::pmr::unordered_map<std::pmr::string, entry, hash, std::equal_to<>>;
   struct shard {
     std::mutex mtx;
-    std::unordered_map<std::string, entry, hash, std::equal_to<>> pairs;
+    std::pmr::unsynchronized_pool_resource pool; ///< used under mtx only
+    map pairs{&pool};
   };
   static constexpr size_t shard_count = 64;
 
   /// "warehouse\x1fsku" in a per-thread buffer (no allocation once warm).
   static std::string_view key(std::string_view warehouse, std::string_view sku);
   shard& shard_of(std::string_view key) const;
+  /// The lease epoch whose levels are answered for `sku` now: -1 any (no
+  /// leases), 0 none.
+  int64_t answerable_epoch(std::string_view sku) const;
 
   mutable std::array<shard, shard_count> shards_;
   std::shared_ptr<const shard_table> leases_;

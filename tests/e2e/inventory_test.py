@@ -312,6 +312,42 @@ class Deadline(unittest.TestCase):
             node.stop()
 
 
+class IdlePairs(unittest.TestCase):
+    """An idle pair is data, not an actor: after passivation its level is still
+    answered (no actor started, no PostgreSQL read); its next write starts the
+    actor from PostgreSQL again."""
+
+    def test_a_passivated_pair_is_read_without_an_actor_and_written_again(self):
+        dsn = fresh_database()
+        node = Node(dsn, EMPORIUM_PASSIVATE_AFTER="1").start()
+
+        def live(kind):
+            text = node.request("GET", "/metrics")[1]
+            for line in text.splitlines():
+                if line.startswith('emporium_actors{kind="%s"} ' % kind):
+                    return float(line.split()[1])
+            return 0.0
+
+        try:
+            st, body, _ = node.request("PUT", "/v1/warehouses/w1/stock/IDLE", {"on_hand": 7, "seq": 1}, OPS)
+            self.assertEqual(st, 200, body)
+            deadline = time.time() + 10
+            while live("stock") > 0 and time.time() < deadline:
+                time.sleep(0.1)
+            self.assertEqual((live("stock"), live("sku")), (0, 0))
+            st, level, _ = node.request("GET", "/v1/warehouses/w1/stock/IDLE", tok=OPS)
+            self.assertEqual((st, level["on_hand"], level["version"]), (200, 7, 1), level)
+            self.assertEqual(live("stock"), 0)  # answered from the view
+            st, body, _ = node.request("POST", "/v1/reservations",
+                                       {"sku": "IDLE", "quantity": 2, "warehouse": "w1"}, ALICE)
+            self.assertEqual(st, 201, body)
+            st, level, _ = node.request("GET", "/v1/warehouses/w1/stock/IDLE", tok=OPS)
+            self.assertEqual((level["available"], level["reserved"], level["version"]), (5, 2, 2), level)
+            self.assertEqual(psql(dsn, "SELECT reserved FROM stock_levels WHERE sku = 'IDLE'"), "2")
+        finally:
+            self.assertEqual(node.stop(), 0)
+
+
 class Stampede(unittest.TestCase):
     """One pair with 1 000 units, 20 000 concurrent reservation requests over
     200 connections: exactly 1 000 units held, all others 409, PostgreSQL
