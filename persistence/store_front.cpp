@@ -47,6 +47,9 @@ struct lane {
 struct front_state {
   static inline const char* name = "pg_store";
   std::vector<lane> lanes;
+  /// A worker of its own connection that only answers pings, so a ping never
+  /// waits behind a group (optional: without it a long group alone trips).
+  caf::actor probe;
   store_front_config cfg;
   size_t next_read = 0;
   breaker pg;
@@ -75,6 +78,12 @@ front_metrics& store_front_metrics() {
 }
 
 using self_ptr = caf::stateful_actor<front_state>*;
+
+/// How long a group is in flight before the probe is asked about it (all of
+/// hung_after without a probe).
+std::chrono::milliseconds first_look(const front_state& st) {
+  return st.probe ? st.cfg.hung_after / 2 : st.cfg.hung_after;
+}
 
 caf::error breaker_open() {
   return caf::make_error(errc::unavailable, std::string{"PostgreSQL is unavailable (breaker open)"});
@@ -219,12 +228,13 @@ void flush(self_ptr self, size_t i) {
       record(self, success);
   };
   auto n = g.stock.size();
-  // A group still in flight after hung_after counts as a failed call: a hung
-  // server answers nothing, and the breaker must open without waiting for it
-  // (the group itself still gets its definite outcome when it comes).
+  // A group still in flight after hung_after counts as a failed call if the
+  // server does not answer a ping either: a hung server answers nothing, and
+  // the breaker must open without waiting for the group (which still gets
+  // its definite outcome when it comes). See the tick_atom handler.
   l.group_id += 1;
   l.hung = false;
-  self->delayed_send(self, self->state.cfg.hung_after, tick_atom_v, l.group_id,
+  self->delayed_send(self, first_look(self->state), tick_atom_v, l.group_id,
                      static_cast<uint64_t>(i));
   self->request(l.worker, caf::infinite, std::move(g))
     .then(
@@ -255,6 +265,37 @@ void flush(self_ptr self, size_t i) {
       });
 }
 
+/// Counts the lane's group in flight as hung (once), opening the breaker.
+void hung(self_ptr self, size_t i, uint64_t group) {
+  auto& l = self->state.lanes[i];
+  if (l.in_flight && l.group_id == group && !l.hung) {
+    l.hung = true;
+    trip(self); // hung: nothing answers, so nothing waits for it
+  }
+}
+
+/// The lane's group has been in flight for `first_look`: with a probe, asks
+/// it whether PostgreSQL answers at all, for the rest of hung_after. No
+/// answer: hung. An answer: slow (a long fsync, a big group), not hung; look
+/// again after as long.
+void look_at_group(self_ptr self, size_t i, uint64_t group) {
+  auto& st = self->state;
+  auto& l = st.lanes[i];
+  if (!l.in_flight || l.group_id != group || l.hung)
+    return;
+  if (!st.probe)
+    return hung(self, i, group);
+  auto rest = st.cfg.hung_after - first_look(st);
+  self->request(st.probe, rest, ping_atom_v)
+    .then(
+      [self, i, group, rest](ok_atom) {
+        auto& l = self->state.lanes[i];
+        if (l.in_flight && l.group_id == group)
+          self->delayed_send(self, rest, tick_atom_v, group, static_cast<uint64_t>(i));
+      },
+      [self, i, group](caf::error&) { hung(self, i, group); });
+}
+
 template <class Write>
 void enqueue(self_ptr self, size_t i, queue<Write> lane::*q, Write w) {
   auto& l = self->state.lanes[i];
@@ -275,9 +316,13 @@ void enqueue(self_ptr self, size_t i, queue<Write> lane::*q, Write w) {
   flush(self, i);
 }
 
-caf::behavior front(self_ptr self, std::vector<caf::actor> workers, store_front_config cfg) {
+caf::behavior front(self_ptr self, std::vector<caf::actor> workers, caf::actor probe,
+                    store_front_config cfg) {
   auto& st = self->state;
   st.cfg = cfg;
+  st.probe = std::move(probe);
+  if (st.probe)
+    self->monitor(st.probe);
   st.cfg.max_group = std::max<size_t>(2, cfg.max_group);
   st.pg = breaker{cfg.breaker};
   for (auto& w : workers) {
@@ -287,6 +332,8 @@ caf::behavior front(self_ptr self, std::vector<caf::actor> workers, store_front_
   self->set_exit_handler([self](caf::exit_msg& msg) {
     for (auto& l : self->state.lanes)
       self->send_exit(l.worker, msg.reason);
+    if (self->state.probe)
+      self->send_exit(self->state.probe, msg.reason);
     self->quit(msg.reason);
   });
   self->set_down_handler([self](caf::down_msg& dm) {
@@ -294,6 +341,8 @@ caf::behavior front(self_ptr self, std::vector<caf::actor> workers, store_front_
     // waiting writes are answered unavailable (its connection closed, so
     // PostgreSQL rolled back whatever it had not committed).
     auto err = caf::make_error(errc::unavailable, std::string{"a store worker went down"});
+    if (self->state.probe && self->state.probe.address() == dm.source)
+      self->state.probe = nullptr; // from here a long group alone trips
     for (auto& l : self->state.lanes)
       if (l.worker.address() == dm.source) {
         if (l.in_flight)
@@ -337,8 +386,10 @@ caf::behavior front(self_ptr self, std::vector<caf::actor> workers, store_front_
         return breaker_open();
       auto rp = self->make_response_promise<ok_atom>();
       // No answer within hung_after is a failure too (it writes nothing,
-      // so answering it is honest).
-      self->request(any(), self->state.cfg.hung_after, ping_atom_v)
+      // so answering it is honest). The probe's connection never has a
+      // group ahead of the ping.
+      auto& to = self->state.probe ? self->state.probe : any();
+      self->request(to, self->state.cfg.hung_after, ping_atom_v)
         .then(
           [self, rp](ok_atom) mutable {
             record(self, true);
@@ -355,21 +406,16 @@ caf::behavior front(self_ptr self, std::vector<caf::actor> workers, store_front_
           });
       return rp;
     },
-    [self](tick_atom, uint64_t group, uint64_t i) {
-      auto& l = self->state.lanes[i];
-      if (l.in_flight && l.group_id == group && !l.hung) {
-        l.hung = true;
-        trip(self); // hung: nothing answers, so nothing waits for it
-      }
-    },
+    [self](tick_atom, uint64_t group, uint64_t i) { look_at_group(self, i, group); },
   };
 }
 
 } // namespace
 
 protocols::store_actor spawn_store_front(caf::actor_system& sys, std::vector<caf::actor> workers,
-                                         store_front_config cfg) {
-  return caf::actor_cast<protocols::store_actor>(sys.spawn(front, std::move(workers), cfg));
+                                         store_front_config cfg, caf::actor probe) {
+  return caf::actor_cast<protocols::store_actor>(
+    sys.spawn(front, std::move(workers), std::move(probe), cfg));
 }
 
 } // namespace emporium::persistence

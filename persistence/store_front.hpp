@@ -21,8 +21,9 @@ struct store_front_config {
   size_t max_pending = 8192;
   /// The breaker around PostgreSQL: a group (or ping) whose every part
   /// failed `unavailable` (refused, broken, timed out) is a failed call, and so
-  /// is a group still in flight after `hung_after` (a hung server answers
-  /// nothing, not even errors). While open, writes and store reads are
+  /// is a group still in flight after `hung_after` while PostgreSQL answers
+  /// no ping either (a hung server answers nothing, not even errors; a slow
+  /// one under load still answers a ping on the probe's own connection). While open, writes and store reads are
   /// answered `unavailable` at once, before anything reaches PostgreSQL (the
   /// node's /readyz pings the store, so it turns 503 with it); after
   /// `open_timeout` one call goes through as the probe and closes it.
@@ -47,8 +48,11 @@ struct store_front_config {
 /// statement_timeout bounds it; a worker that dies answers its group
 /// `unavailable`). Reads go round robin. A breaker (see store_front_config)
 /// answers for PostgreSQL while it is down or hung.
-/// `workers` answer write_group with group_outcome, and the store's reads.
+/// `workers` answer write_group with group_outcome, and the store's reads;
+/// `probe` (optional) answers only ping_atom, on a connection of its own: it
+/// answers readiness, and tells a hung server from a slow group (without it, a
+/// group in flight for hung_after trips the breaker by itself).
 protocols::store_actor spawn_store_front(caf::actor_system& sys, std::vector<caf::actor> workers,
-                                         store_front_config cfg = {});
+                                         store_front_config cfg = {}, caf::actor probe = {});
 
 } // namespace emporium::persistence

@@ -41,6 +41,31 @@ caf::actor spawn_worker(caf::actor_system& sys, std::shared_ptr<worker_control> 
   });
 }
 
+/// A probe double: answers pings at once while `answers`, else never (a
+/// hung server).
+struct probe_control {
+  bool answers = true;
+  size_t pings = 0;
+};
+
+struct probe_state {
+  std::vector<caf::response_promise> unanswered;
+};
+
+caf::actor spawn_probe(caf::actor_system& sys, std::shared_ptr<probe_control> ctl) {
+  return sys.spawn([ctl](caf::stateful_actor<probe_state>* self) -> caf::behavior {
+    return {
+      [self, ctl](ping_atom) -> caf::result<ok_atom> {
+        ++ctl->pings;
+        if (ctl->answers)
+          return ok_atom_v;
+        self->state.unanswered.push_back(self->make_response_promise());
+        return caf::delegated<ok_atom>{};
+      },
+    };
+  });
+}
+
 stock_batch batch(const std::string& sku, int64_t expected) {
   stock_batch b;
   b.expected_version = expected;
@@ -63,8 +88,11 @@ struct front_fixture : test::deterministic {
   store_front_config cfg;
   store_actor front;
 
-  explicit front_fixture(store_front_config c = {}) : cfg(c) {
-    front = persistence::spawn_store_front(sys, {worker}, cfg);
+  std::shared_ptr<probe_control> probe_ctl = std::make_shared<probe_control>();
+
+  explicit front_fixture(store_front_config c = {}, bool with_probe = false) : cfg(c) {
+    front = persistence::spawn_store_front(sys, {worker}, cfg,
+                                           with_probe ? spawn_probe(sys, probe_ctl) : caf::actor{});
   }
 
   /// The worker answers its oldest open group.
@@ -261,6 +289,53 @@ TEST_CASE("a group that hangs opens the breaker at once, and still gets its defi
   f.commit_one(); // the server answers after all: the hung group's own outcome
   CHECK(f.receive<ok_atom>(hung));
   CHECK(f.ctl->groups.size() == 6);
+}
+
+TEST_CASE("a slow group is not a hung server: the breaker opens only when the probe's ping goes unanswered too") {
+  front_fixture f{{}, true};
+  using std::chrono::milliseconds;
+  auto slow = f.send_request(f.front, batch("P1", 1));
+  f.run();
+  f.advance_time(milliseconds{500}); // half of hung_after: the probe is asked, and answers
+  CHECK(f.probe_ctl->pings == 1);
+  f.advance_time(milliseconds{500}); // hung_after: asked again, still closed
+  CHECK(f.probe_ctl->pings == 2);
+  auto meanwhile = f.send_request(f.front, cart_write("c1"));
+  f.run();
+  f.advance_time(milliseconds{500}); // and again
+  CHECK(f.probe_ctl->pings == 3);
+  f.commit_one(); // 1.5 s for one group: slow, and answered
+  CHECK(f.receive<ok_atom>(slow));
+  f.commit_one();
+  CHECK(f.receive<ok_atom>(meanwhile));
+  // Now the server hangs: the probe's ping is not answered within the rest of
+  // hung_after, and the breaker opens (what waits is refused, never started).
+  f.probe_ctl->answers = false;
+  auto stuck = f.send_request(f.front, batch("P1", 2));
+  f.run();
+  auto behind = f.send_request(f.front, cart_write("c2"));
+  f.run();
+  f.advance_time(milliseconds{500});
+  CHECK(f.probe_ctl->pings == 4);
+  f.advance_time(milliseconds{499});
+  CHECK_FALSE(f.self->mailbox().size()); // nothing answered yet
+  f.advance_time(milliseconds{1});
+  auto refused = f.receive<ok_atom>(behind);
+  REQUIRE_FALSE(refused);
+  CHECK(to_errc(refused.error()) == errc::unavailable);
+  f.commit_one(); // the hung group's own outcome when the server wakes
+  CHECK(f.receive<ok_atom>(stuck));
+}
+
+TEST_CASE("readiness asks the probe, which has no group ahead of it") {
+  front_fixture f{{}, true};
+  auto busy = f.send_request(f.front, batch("P1", 1)); // the worker's group in flight
+  f.run();
+  auto ready = f.send_request(f.front, ping_atom_v);
+  f.run();
+  CHECK(f.receive<ok_atom>(ready));
+  f.commit_one();
+  CHECK(f.receive<ok_atom>(busy));
 }
 
 TEST_CASE("a write that waited past start_within is answered unavailable and never reaches PostgreSQL") {
