@@ -71,6 +71,18 @@ std::vector<stock_actor> all_pairs(self_ptr self) {
   return out;
 }
 
+/// Shows the SKU's pairs to the stock view (the SKU-wide read is answered
+/// there once every one of them has published its level).
+void show_pairs(self_ptr self) {
+  auto& st = self->state;
+  if (!st.cfg.view)
+    return;
+  std::vector<std::string> warehouses;
+  for (auto& [wh, p] : st.pairs)
+    warehouses.push_back(wh);
+  st.cfg.view->publish_sku(st.sku, warehouses, self->id(), st.cfg.under.epoch);
+}
+
 stock_actor pair_for(self_ptr self, const std::string& warehouse) {
   auto& st = self->state;
   if (auto i = st.pairs.find(warehouse); i != st.pairs.end())
@@ -80,6 +92,7 @@ stock_actor pair_for(self_ptr self, const std::string& warehouse) {
   fresh.level.warehouse = warehouse;
   auto p = spawn_linked_stock(self, std::move(fresh), st.store, st.cfg);
   st.pairs.emplace(warehouse, p);
+  show_pairs(self);
   return p;
 }
 
@@ -298,7 +311,13 @@ caf::behavior sku_behavior(self_ptr self, std::string sku, store_actor store, st
   st.store = store;
   st.cfg = std::move(cfg);
   metrics::actors("sku").Increment();
-  self->attach_functor([] { metrics::actors("sku").Decrement(); });
+  self->attach_functor([view = st.cfg.view, sku, id = self->id()](const caf::error& reason) {
+    metrics::actors("sku").Decrement();
+    // Passivation and handoff end with quit() (normal): the list stays, like
+    // the pairs' levels; any other end withdraws it.
+    if (view && reason && reason != caf::exit_reason::normal)
+      view->withdraw_sku(sku, id);
+  });
   // Recover before anything else is processed: await suspends the mailbox.
   self->request(store, ask_timeout, load_sku{sku})
     .await(
@@ -308,6 +327,7 @@ caf::behavior sku_behavior(self_ptr self, std::string sku, store_actor store, st
           self->state.pairs.emplace(
             wh, spawn_linked_stock(self, std::move(p), self->state.store, self->state.cfg));
         }
+        show_pairs(self);
       },
       [self](caf::error& err) {
         log()->warn("event=sku_recovery_failed sku={} error={}", self->state.sku,

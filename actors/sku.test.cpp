@@ -155,3 +155,36 @@ TEST_CASE_FIXTURE(sku_fixture, "a reservation without id or expiry gets both fro
   CHECK(r->expires_at_ms >= in_a_minute() - 1000);
   CHECK(r->expires_at_ms <= in_a_minute());
 }
+
+TEST_CASE_FIXTURE(sku_fixture, "the SKU shows its pairs to the view; passivated they stay, crashed they leave") {
+  actors::stock_config cfg;
+  cfg.view = std::make_shared<cluster::stock_view>();
+  auto s = actors::spawn_sku(sys, "S1", store, cfg);
+  run();
+  auto all = cfg.view->find_sku("S1");
+  REQUIRE(all);
+  CHECK(all->available == 10);
+  REQUIRE(all->warehouses.size() == 2);
+  CHECK(all->warehouses[1].warehouse == "w2");
+  // A new warehouse joins the list once its pair exists.
+  auto pushed = send_request(s, at_pair<push_stock_level>{"w3", {4, 1, false, 0, ""}});
+  run();
+  complete_all_writes();
+  REQUIRE(receive<stock_result>(pushed));
+  REQUIRE(cfg.view->find_sku("S1"));
+  CHECK(cfg.view->find_sku("S1")->available == 14);
+  auto agreed = ask<bool>(s, passivate_atom_v);
+  REQUIRE(agreed);
+  REQUIRE(*agreed);
+  run();
+  REQUIRE(cfg.view->find_sku("S1")); // stopped idle: still read
+  CHECK(cfg.view->find_sku("S1")->warehouses.size() == 3);
+  // A later incarnation that dies withdraws its list.
+  auto again = actors::spawn_sku(sys, "S1", store, cfg);
+  run();
+  self->monitor(again);
+  caf::anon_send_exit(again, caf::exit_reason::kill);
+  run();
+  self->receive([](caf::down_msg&) {});
+  CHECK_FALSE(cfg.view->find_sku("S1"));
+}

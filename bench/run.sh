@@ -63,6 +63,12 @@ build/bench/hello_server 18099 "$IO_THREADS" & hello_pid=$!
 sleep 0.3
 hello=$(lg 18099 --path /)
 echo "$hello"
+# The machine's own tail: the bare server paced at 70 % of its maximum (two
+# shared cores; the load generator, the server and the kernel take turns).
+hello_rate=$(python3 -c "print(int($(echo "$hello" | field rps) * 0.7))")
+echo "== (b) the hello server paced at 70% of its maximum ($hello_rate/s)"
+hello_paced=$(lg 18099 --path / --rate "$hello_rate")
+echo "$hello_paced"
 kill $hello_pid; hello_pid=""
 read_max=$(echo "$reads" | field rps)
 rate=$(python3 -c "print(int($read_max * 0.7))")
@@ -175,7 +181,8 @@ python3 - "$res_rps" "$pg_tps" "$read_max" "$hello_rps" "$(echo "$paced" | field
   "$(echo "$spread" | field p99_ms)" "$SPREAD" \
   "$(echo "$buyers" | field p50_ms)" "$(echo "$buyers" | field p99_ms)" "$(echo "$buyers" | field rps)" \
   "$(echo "$buyers" | field connected)" "$BUYERS" "$UNITS" \
-  "$(echo "$buyers" | sed -n 's/.*statuses=\([0-9:,]*\).*/\1/p')" "$held" <<'PY'
+  "$(echo "$buyers" | sed -n 's/.*statuses=\([0-9:,]*\).*/\1/p')" "$held" \
+  "$(echo "$hello_paced" | field p50_ms)" "$(echo "$hello_paced" | field p99_ms)" <<'PY'
 import sys
 (res, pg, reads, hello, p50, p99, rp50, rp99, chk, s50, s99, a50, a99, f50, f99, push, relay,
  flash, pgf, fp50, fp99, conns, fconns, own, far, ratio, add50, add99, rebalance, drain,
@@ -183,6 +190,7 @@ import sys
  pairs, bp50, bp99, brps, bconns, buyers, units) = map(float, sys.argv[1:47])
 statuses = {int(k): int(v) for k, v in (kv.split(":") for kv in sys.argv[47].split(",") if kv)}
 held_rows, owners, held_units, reserved = map(int, sys.argv[48].split())
+hp50, hp99 = map(float, sys.argv[49:51])
 others = sum(n for s, n in statuses.items() if s not in (201, 409))
 print()
 print("| measure | value | baseline | ratio | target |")
@@ -192,7 +200,7 @@ print("| flash sale: hot-SKU reservations/s, %d connections (p50 %.2f ms, p99 %.
 print("| flash sale: %.0f buyers (a token each) ask once, %.0f connections, %.0f units (p50 %.2f ms, p99 %.2f ms, %.0f answers/s) | %d granted (201), %d sold out (409), %d other | PostgreSQL: %d holds of %d owners, reserved %d | | exactly %.0f |" % (buyers, bconns, units, bp50, bp99, brps, statuses.get(201, 0), statuses.get(409, 0), others, held_rows, owners, reserved, units))
 print("| spread: reservations/s on random pairs of %.0f, %d connections (p50 %.2f ms, p99 %.2f ms) | %.0f | pgbench %.0f tps | %.1fx | >= 3x |" % (pairs, conns, sp50, sp99, spread, pgs, spread / pgs))
 print("| cached pair reads/s | %.0f | Beast hello %.0f req/s | %.0f%% | >= 50%% |" % (reads, hello, 100 * reads / hello))
-print("| read latency at 70%% of max | p50 %.2f ms | p99 %.2f ms | | p99 <= 5 ms |" % (p50, p99))
+print("| read latency at 70%% of max | p50 %.2f ms, p99 %.2f ms | Beast hello at 70%% of its max: p50 %.2f ms, p99 %.2f ms | | p99 <= 5 ms |" % (p50, p99, hp50, hp99))
 print("| checkouts/s end to end (202 p50 %.2f / p99 %.2f ms) | %.0f | saga p50 %.2f ms | p99 %.2f ms | |" % (a50, a99, chk, s50, s99))
 print("| stock change -> 1000 WebSocket subscribers | p50 %.2f ms | p99 %.2f ms | | |" % (f50, f99))
 print("| warehouse push items/s, acked durable | %.0f | | | |" % push)

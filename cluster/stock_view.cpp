@@ -14,8 +14,13 @@ std::string_view stock_view::key(std::string_view warehouse, std::string_view sk
   return buf;
 }
 
-stock_view::shard& stock_view::shard_of(std::string_view k) const {
-  return shards_[hash{}(k) % shard_count];
+stock_view::shard& stock_view::shard_of(std::string_view sku) const {
+  return shards_[hash{}(sku) % shard_count];
+}
+
+stock_level stock_view::level_of(std::string_view warehouse, std::string_view sku, const entry& e) {
+  return stock_level{std::string{sku}, std::string{warehouse}, e.on_hand, e.reserved, e.committed,
+                     e.available, e.low_stock_threshold, e.version, e.last_seq};
 }
 
 stock_view::stock_view(std::shared_ptr<const shard_table> leases,
@@ -25,7 +30,7 @@ stock_view::stock_view(std::shared_ptr<const shard_table> leases,
 
 void stock_view::publish(const stock_level& l, uint64_t owner, int64_t epoch) {
   auto k = key(l.warehouse, l.sku);
-  auto& s = shard_of(k);
+  auto& s = shard_of(l.sku);
   entry e{l.on_hand, l.reserved, l.committed, l.available, l.low_stock_threshold,
           l.version, l.last_seq, epoch, owner};
   std::lock_guard guard{s.mtx};
@@ -37,7 +42,7 @@ void stock_view::publish(const stock_level& l, uint64_t owner, int64_t epoch) {
 
 void stock_view::withdraw(std::string_view warehouse, std::string_view sku, uint64_t owner) {
   auto k = key(warehouse, sku);
-  auto& s = shard_of(k);
+  auto& s = shard_of(sku);
   std::lock_guard guard{s.mtx};
   if (auto i = s.pairs.find(k); i != s.pairs.end() && i->second.owner == owner)
     s.pairs.erase(i);
@@ -59,14 +64,61 @@ std::optional<stock_level> stock_view::find(std::string_view warehouse, std::str
   if (epoch == 0) // a lease epoch is never 0
     return std::nullopt;
   auto k = key(warehouse, sku);
-  auto& s = shard_of(k);
+  auto& s = shard_of(sku);
   std::lock_guard guard{s.mtx};
   auto i = s.pairs.find(k);
   if (i == s.pairs.end() || (epoch > 0 && i->second.epoch != epoch))
     return std::nullopt;
+  return level_of(warehouse, sku, i->second);
+}
+
+void stock_view::publish_sku(std::string_view sku, const std::vector<std::string>& warehouses,
+                             uint64_t owner, int64_t epoch) {
+  auto& s = shard_of(sku);
+  std::lock_guard guard{s.mtx};
+  auto i = s.skus.find(sku);
+  if (i == s.skus.end())
+    i = s.skus.emplace(std::pmr::string{sku, &s.pool}, sku_entry{std::pmr::string{&s.pool}}).first;
   auto& e = i->second;
-  return stock_level{std::string{sku}, std::string{warehouse}, e.on_hand, e.reserved, e.committed,
-                     e.available, e.low_stock_threshold, e.version, e.last_seq};
+  e.warehouses.clear();
+  for (auto& w : warehouses) {
+    e.warehouses += w;
+    e.warehouses.push_back('\x1f');
+  }
+  e.epoch = epoch;
+  e.owner = owner;
+}
+
+void stock_view::withdraw_sku(std::string_view sku, uint64_t owner) {
+  auto& s = shard_of(sku);
+  std::lock_guard guard{s.mtx};
+  if (auto i = s.skus.find(sku); i != s.skus.end() && i->second.owner == owner)
+    s.skus.erase(i);
+}
+
+std::optional<protocols::sku_stock> stock_view::find_sku(std::string_view sku) const {
+  auto epoch = answerable_epoch(sku);
+  if (epoch == 0)
+    return std::nullopt;
+  auto& s = shard_of(sku);
+  std::lock_guard guard{s.mtx};
+  auto i = s.skus.find(sku);
+  if (i == s.skus.end() || i->second.warehouses.empty() || (epoch > 0 && i->second.epoch != epoch))
+    return std::nullopt;
+  protocols::sku_stock out;
+  out.sku = sku;
+  std::string_view rest = i->second.warehouses;
+  while (!rest.empty()) {
+    auto end = rest.find('\x1f');
+    auto wh = rest.substr(0, end);
+    rest.remove_prefix(end + 1);
+    auto p = s.pairs.find(key(wh, sku));
+    if (p == s.pairs.end() || (epoch > 0 && p->second.epoch != epoch))
+      return std::nullopt; // not (yet) known: the SKU answers
+    out.available += p->second.available;
+    out.warehouses.push_back(level_of(wh, sku, p->second));
+  }
+  return out;
 }
 
 size_t stock_view::size() const {

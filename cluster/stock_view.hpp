@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 namespace emporium::cluster {
 
@@ -37,8 +38,10 @@ using protocols::stock_level;
 /// the last lease held (stale only if another node, still reaching the
 /// database, took the shard over and wrote meanwhile).
 ///
-/// Bounded by the pairs this node hosts (durable data, not a queue): ≈ 130 B
-/// per pair. 64 shards, each a mutex over a hash map whose nodes come from the
+/// The SKU actor publishes its list of pairs too, so the SKU-wide read is
+/// answered here when every pair of that list is.
+///
+/// Bounded by the pairs this node hosts (durable data, not a queue). 64 shards, each a mutex over a hash map whose nodes come from the
 /// shard's own memory pool (so a million idle pairs do not pin the pages that
 /// their stopped actors were freed from); a lookup holds one shard's lock for
 /// a hash probe and a copy of the level; no lock is shared by all requests.
@@ -61,6 +64,19 @@ public:
   /// The pair's durable level, if known and answerable here.
   std::optional<stock_level> find(std::string_view warehouse, std::string_view sku) const;
 
+  /// Sets the SKU's pairs (its warehouses, in order), by SKU actor
+  /// incarnation `owner` under lease `epoch`: what makes the SKU-wide read
+  /// answerable here.
+  void publish_sku(std::string_view sku, const std::vector<std::string>& warehouses,
+                   uint64_t owner, int64_t epoch);
+
+  /// Removes the SKU's pairs if `owner` still owns them.
+  void withdraw_sku(std::string_view sku, uint64_t owner);
+
+  /// Every pair of the SKU with its durable level, if the SKU's pairs and
+  /// each of their levels are known and answerable here (else ask the SKU).
+  std::optional<protocols::sku_stock> find_sku(std::string_view sku) const;
+
   size_t size() const;
 
 private:
@@ -77,17 +93,27 @@ private:
       return std::hash<std::string_view>{}(s);
     }
   };
-  using map = std::pmr::unordered_map<std::pmr::string, entry, hash, std::equal_to<>>;
+  /// A SKU's warehouses, each followed by '\x1f'.
+  struct sku_entry {
+    std::pmr::string warehouses;
+    int64_t epoch = 0;
+    uint64_t owner = 0;
+  };
+  template <class T>
+  using map = std::pmr::unordered_map<std::pmr::string, T, hash, std::equal_to<>>;
+  /// A SKU and all its pairs live in one shard (a SKU-wide read takes one lock).
   struct shard {
     std::mutex mtx;
     std::pmr::unsynchronized_pool_resource pool; ///< used under mtx only
-    map pairs{&pool};
+    map<entry> pairs{&pool};
+    map<sku_entry> skus{&pool};
   };
   static constexpr size_t shard_count = 64;
 
   /// "warehouse\x1fsku" in a per-thread buffer (no allocation once warm).
   static std::string_view key(std::string_view warehouse, std::string_view sku);
-  shard& shard_of(std::string_view key) const;
+  shard& shard_of(std::string_view sku) const;
+  static stock_level level_of(std::string_view warehouse, std::string_view sku, const entry& e);
   /// The lease epoch whose levels are answered for `sku` now: -1 any (no
   /// leases), 0 none.
   int64_t answerable_epoch(std::string_view sku) const;

@@ -70,3 +70,45 @@ TEST_CASE("a pair whose lease lapsed is answered from the view only while the da
   table->drop(shard); // a round found it taken over: no longer ours to answer
   CHECK_FALSE(view.find("w1", "S1"));
 }
+
+TEST_CASE("the SKU-wide read is answered only when the SKU's list and every listed pair are known") {
+  stock_view view;
+  CHECK_FALSE(view.find_sku("S1"));
+  auto w2 = level_of(5);
+  w2.warehouse = "w2";
+  view.publish(level_of(7), 1, 0);
+  CHECK_FALSE(view.find_sku("S1")); // no list yet: the SKU answers
+  view.publish_sku("S1", {"w1", "w2"}, 9, 0);
+  CHECK_FALSE(view.find_sku("S1")); // w2 has not published
+  view.publish(w2, 2, 0);
+  auto all = view.find_sku("S1");
+  REQUIRE(all);
+  CHECK(all->sku == "S1");
+  CHECK(all->available == 12);
+  REQUIRE(all->warehouses.size() == 2);
+  CHECK(all->warehouses[0] == level_of(7));
+  CHECK(all->warehouses[1] == w2);
+  view.withdraw("w2", "S1", 2); // a pair that failed
+  CHECK_FALSE(view.find_sku("S1"));
+  view.publish(w2, 3, 0);
+  view.withdraw_sku("S1", 8); // not the owner
+  CHECK(view.find_sku("S1"));
+  view.withdraw_sku("S1", 9);
+  CHECK_FALSE(view.find_sku("S1"));
+}
+
+TEST_CASE("the SKU-wide read follows the lease like the pair read") {
+  auto table = std::make_shared<shard_table>(16);
+  stock_view view{table};
+  auto shard = table->shard_of(protocols::entity_kind::sku, "S1");
+  table->hold(shard, 3, shard_table::clock::now() + hour);
+  view.publish(level_of(7), 1, 3);
+  view.publish_sku("S1", {"w1"}, 9, 3);
+  CHECK(view.find_sku("S1"));
+  table->hold(shard, 4, shard_table::clock::now() + hour);
+  CHECK_FALSE(view.find_sku("S1"));
+  view.publish_sku("S1", {"w1"}, 10, 4);
+  CHECK_FALSE(view.find_sku("S1")); // the pair's level is of the earlier tenure
+  view.publish(level_of(7), 2, 4);
+  CHECK(view.find_sku("S1"));
+}

@@ -1,6 +1,8 @@
 """The emporium binary's command line: a malformed setting stops it at once
 with exit 2 and a message naming the flag and its variable; --help lists
 every setting."""
+import base64
+import json
 import os
 import subprocess
 import unittest
@@ -40,6 +42,18 @@ class Cli(unittest.TestCase):
         code, out = run(["serve"], EMPORIUM_STORE_CONNECTIONS="four")
         self.assertEqual(code, 2, out)
         self.assertIn("EMPORIUM_STORE_CONNECTIONS", out)
+
+    def test_token_count_prints_one_token_per_sub(self):
+        code, out = run(["token", "--sub", "buyer", "--role", "customer", "--count", "3"])
+        self.assertEqual(code, 0, out)
+        subs = []
+        for line in out.split():
+            payload = line.split(".")[1]
+            subs.append(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["sub"])
+        self.assertEqual(subs, ["buyer-0", "buyer-1", "buyer-2"])
+        code, out = run(["token", "--sub", "b", "--role", "customer", "--count", "x"])
+        self.assertEqual(code, 2, out)
+        self.assertIn("--count", out)
 
     def test_help_lists_every_setting(self):
         code, out = run(["--help"])
