@@ -76,11 +76,14 @@ kill -TERM "$node_pid"; wait "$node_pid" || true; node_pid=""
 start_node EMPORIUM_PASSIVATE_AFTER="$IDLE_AFTER"
 sleep 1
 rss2=$(rss_kib)
+# The hot pair's live holds keep it (and its SKU) live: it is resumed at start
+# for their expiry timers. Idle means back to that.
+busy_pairs=$(live_actors stock); busy_skus=$(live_actors sku)
 idle_push=$(build/tests/ws_tool push --port $HTTP_PORT --wh w1 --token "$OPS" --items "$PAIRS" \
   --batch 500 --skus "$PAIRS" --prefix SI)
 echo "$idle_push"
 for _ in $(seq 600); do
-  [ "$(live_actors stock)" = 0 ] && [ "$(live_actors sku)" = 0 ] && break
+  [ "$(live_actors stock)" = "$busy_pairs" ] && [ "$(live_actors sku)" = "$busy_skus" ] && break
   sleep 0.5
 done
 sleep 1
@@ -89,7 +92,7 @@ echo "rss_before_kib=$rss2 rss_idle_kib=$rss3 live_pairs=$(live_actors stock) li
 idle_reads=$(build/bench/loadgen --port $HTTP_PORT --connections 64 --duration 5 \
   --path '/v1/warehouses/w1/stock/SI{n}' --spread "$PAIRS" --header "Authorization: Bearer $OPS")
 echo "$idle_reads"
-echo "live pairs after the reads: $(live_actors stock)"
+echo "live pairs after the reads: $(live_actors stock) (before: $busy_pairs)"
 python3 - "$push" "$rss0" "$rss1" "$PAIRS" "$held" "$t0" "$t1" "$rss2" "$rss3" "$idle_reads" <<'PY'
 import json, re, sys
 push, rss0, rss1, pairs, held, t0, t1, rss2, rss3, reads = sys.argv[1:]
