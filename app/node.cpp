@@ -27,8 +27,13 @@
 #include <caf/io/middleman.hpp>
 #include <caf/send.hpp>
 
+#include <malloc.h>
+
+#include <condition_variable>
 #include <iostream>
+#include <mutex>
 #include <set>
+#include <stop_token>
 #include <thread>
 
 namespace emporium::app {
@@ -50,6 +55,40 @@ caf::expected<int> migrate_when_up(const std::string& pg) {
     std::this_thread::sleep_for(std::chrono::milliseconds{500});
   }
   return migrated;
+}
+
+/// Gives memory back to the system after passivation. glibc keeps what
+/// stopped actors freed resident: measured at 200 000 idle pairs, 1 168 B of
+/// RSS per pair before malloc_trim(0) and 663 B after. Every 10 s, if the
+/// live entities fell by `trim_after_stopped` or more since their peak, this
+/// thread (never a scheduler or I/O thread) trims, and the peak starts again.
+std::jthread start_memory_trimmer() {
+  constexpr double trim_after_stopped = 10000;
+  return std::jthread([](std::stop_token stop) {
+    std::mutex m;
+    std::condition_variable_any wake;
+    double peak = 0;
+    while (true) {
+      {
+        std::unique_lock lock{m};
+        wake.wait_for(lock, stop, std::chrono::seconds{10}, [] { return false; });
+      }
+      if (stop.stop_requested())
+        return;
+      double live = 0;
+      for (auto kind : {"stock", "sku", "cart", "order", "product", "reservation"})
+        live += protocols::metrics::actors(kind).Value();
+      peak = std::max(peak, live);
+      if (peak - live < trim_after_stopped)
+        continue;
+      auto t0 = std::chrono::steady_clock::now();
+      malloc_trim(0);
+      log()->info("event=memory_trimmed stopped={} live={} ms={}", peak - live, live,
+                  std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::steady_clock::now() - t0).count());
+      peak = live;
+    }
+  });
 }
 
 } // namespace
@@ -82,6 +121,7 @@ struct node::parts {
   std::unique_ptr<gateway::server> gateway;
   uint16_t port = 0;
   bool stopped = false;
+  std::jthread trimmer = start_memory_trimmer();
 };
 
 node::node(std::unique_ptr<parts> p) : parts_(std::move(p)) {
