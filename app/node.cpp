@@ -59,15 +59,16 @@ caf::expected<int> migrate_when_up(const std::string& pg) {
 
 /// Gives memory back to the system after passivation. glibc keeps what
 /// stopped actors freed resident: measured at 200 000 idle pairs, 1 168 B of
-/// RSS per pair before malloc_trim(0) and 663 B after. Every 10 s, if the
-/// live entities fell by `trim_after_stopped` or more since their peak, this
-/// thread (never a scheduler or I/O thread) trims, and the peak starts again.
+/// RSS per pair before malloc_trim(0) and 663 B after. Every 10 s this thread
+/// (never a scheduler or I/O thread) adds up how many live entities fewer
+/// there are than at its last look; once that reaches `trim_after_stopped` it
+/// trims. (Churn, as many started as stopped, reuses the memory instead.)
 std::jthread start_memory_trimmer() {
   constexpr double trim_after_stopped = 10000;
   return std::jthread([](std::stop_token stop) {
     std::mutex m;
     std::condition_variable_any wake;
-    double peak = 0;
+    double last = 0, fewer = 0;
     while (true) {
       {
         std::unique_lock lock{m};
@@ -78,15 +79,16 @@ std::jthread start_memory_trimmer() {
       double live = 0;
       for (auto kind : {"stock", "sku", "cart", "order", "product", "reservation"})
         live += protocols::metrics::actors(kind).Value();
-      peak = std::max(peak, live);
-      if (peak - live < trim_after_stopped)
+      fewer += std::max(0.0, last - live);
+      last = live;
+      if (fewer < trim_after_stopped)
         continue;
       auto t0 = std::chrono::steady_clock::now();
       malloc_trim(0);
-      log()->info("event=memory_trimmed stopped={} live={} ms={}", peak - live, live,
+      log()->info("event=memory_trimmed stopped={} live={} ms={}", fewer, live,
                   std::chrono::duration_cast<std::chrono::milliseconds>(
                     std::chrono::steady_clock::now() - t0).count());
-      peak = live;
+      fewer = 0;
     }
   });
 }

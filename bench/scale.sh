@@ -86,7 +86,7 @@ for _ in $(seq 600); do
   [ "$(live_actors stock)" = "$busy_pairs" ] && [ "$(live_actors sku)" = "$busy_skus" ] && break
   sleep 0.5
 done
-sleep 1
+sleep 11 # the node gives freed memory back every 10 s (app/node.cpp: the memory trimmer)
 rss3=$(rss_kib)
 echo "rss_before_kib=$rss2 rss_idle_kib=$rss3 live_pairs=$(live_actors stock) live_skus=$(live_actors sku)"
 idle_reads=$(build/bench/loadgen --port $HTTP_PORT --connections 64 --duration 5 \
