@@ -165,6 +165,39 @@ const std::vector<setting_row>& rows() {
      "a silent WebSocket is pinged at half, closed at", "30", NUMBER(ws_idle_timeout, 1, 3600, SECONDS)},
     {"--ws-max-subscriptions", "EMPORIUM_WS_MAX_SUBSCRIPTIONS", "N", "topics per storefront WebSocket",
      "100", NUMBER(ws_max_subscriptions, 1, 100000, SIZE)},
+    {"--rate-limit-public", "EMPORIUM_RATE_LIMIT_PUBLIC", "RATE:BURST",
+     "token bucket per client address on /v1 without a token (requests/s : bucket; 0: off)", "50:100",
+     [](node_config& c, const std::string& v) -> std::string {
+       std::string why;
+       auto r = gateway::parse_rate_limit(v, why);
+       if (r)
+         c.rate_limit_public = *r;
+       return why;
+     }},
+    {"--rate-limit-customer", "EMPORIUM_RATE_LIMIT_CUSTOMER", "RATE:BURST",
+     "token bucket per customer (the token's sub; 0: off); warehouse and ops are not limited",
+     "20:60",
+     [](node_config& c, const std::string& v) -> std::string {
+       std::string why;
+       auto r = gateway::parse_rate_limit(v, why);
+       if (r)
+         c.rate_limit_customer = *r;
+       return why;
+     }},
+    {"--trusted-proxies", "EMPORIUM_TRUSTED_PROXIES", "ADDR[/PREFIX],...",
+     "peers whose X-Forwarded-For names the client (its last untrusted address)", "",
+     [](node_config& c, const std::string& v) -> std::string {
+       std::string why;
+       auto n = gateway::parse_networks(v, why);
+       if (n)
+         c.trusted_proxies = std::move(*n);
+       return why;
+     }},
+    {"--max-inflight", "EMPORIUM_MAX_INFLIGHT", "N",
+     "requests waiting on actors; beyond, 503 at once", "4096", NUMBER(max_inflight, 1, 10000000, SIZE)},
+    {"--max-connections", "EMPORIUM_MAX_CONNECTIONS", "N",
+     "open connections (HTTP and WebSocket); beyond, 503 and closed", "10000",
+     NUMBER(max_connections, 1, 10000000, SIZE)},
     {"--log-format", "EMPORIUM_LOG_FORMAT", "json|text", "log lines as JSON or text", "json",
      [](node_config& c, const std::string& v) -> std::string {
        if (v != "json" && v != "text")

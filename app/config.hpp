@@ -1,5 +1,7 @@
 #pragma once
 
+#include "gateway/rate_limit.hpp"
+
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -47,6 +49,11 @@ struct node_config {
   std::chrono::milliseconds actor_timeout{10000};
   std::chrono::seconds ws_idle_timeout{30};
   size_t ws_max_subscriptions = 100;
+  gateway::rate_limit rate_limit_public{50, 100};
+  gateway::rate_limit rate_limit_customer{20, 60};
+  std::vector<gateway::ip_network> trusted_proxies;
+  size_t max_inflight = 4096;
+  size_t max_connections = 10000;
   std::string log_format = "json";
   /// Cluster: where peers reach this node's middleman, whom to join, the
   /// lease of a shard, and mutual TLS between nodes (all three or none).

@@ -109,3 +109,22 @@ TEST_CASE("--help lists every setting with its variable") {
   for (auto* s : {"--http", "EMPORIUM_HTTP", "EMPORIUM_SEEDS", "EMPORIUM_WS_MAX_SUBSCRIPTIONS", "[127.0.0.1:8080]"})
     CHECK(help.find(s) != std::string::npos);
 }
+
+TEST_CASE("limits: the contract's defaults, RATE:BURST or 0, trusted proxies as networks") {
+  auto [c, why] = parse({});
+  REQUIRE(c);
+  CHECK(c->rate_limit_public.per_second == 50);
+  CHECK(c->rate_limit_public.burst == 100);
+  CHECK(c->rate_limit_customer.per_second == 20);
+  CHECK(c->rate_limit_customer.burst == 60);
+  CHECK(c->max_inflight == 4096);
+  CHECK(c->max_connections == 10000);
+  CHECK(c->trusted_proxies.empty());
+  auto off = parse({"--rate-limit-customer", "0", "--trusted-proxies", "10.0.0.0/8,::1"});
+  REQUIRE(off.first);
+  CHECK_FALSE(off.first->rate_limit_customer.on());
+  CHECK(off.first->trusted_proxies.size() == 2);
+  CHECK(parse({"--rate-limit-public", "fast"}).second.find("RATE:BURST") != std::string::npos);
+  CHECK(parse({"--trusted-proxies", "10.0.0.0/40"}).second.find("0 to 32") != std::string::npos);
+  CHECK_FALSE(parse({"--max-inflight", "0"}).first);
+}

@@ -2,6 +2,7 @@
 #include "app/config.hpp"
 #include "app/node.hpp"
 #include "gateway/jwt.hpp"
+#include "gateway/routes.hpp"
 #include "payments/fake_provider.hpp"
 #include "persistence/migrations.hpp"
 #include "protocols/errc.hpp"
@@ -32,6 +33,7 @@ Usage:
   emporium fake-provider [--listen ADDR:PORT] [--name N] [--latency-ms MS]
                          [--decline-rate R] [--failure-rate R]
                                run the development payment provider (docs/orders.md)
+  emporium routes              print the route table: method, pattern, access rule
   emporium --help
 
 Options of serve (each also an environment variable; a flag wins):
@@ -241,6 +243,12 @@ int main(int argc, char** argv) {
     return migrate_command(flags);
   if (cmd == "fake-provider")
     return fake_provider_command(flags);
+  if (cmd == "routes") {
+    for (auto& r : gateway::route_table())
+      std::cout << gateway::method_name(r.verb) << ' ' << r.pattern << ' '
+                << gateway::access_name(r.rule) << '\n';
+    return 0;
+  }
   std::cerr << "emporium: unknown command '" << cmd << "' (see --help)\n";
   return 2;
 }

@@ -274,6 +274,11 @@ caf::expected<std::unique_ptr<node>> node::start(const node_config& c) {
   g.actor_timeout = c.actor_timeout;
   g.ws_idle_timeout = c.ws_idle_timeout;
   g.ws_max_subscriptions = c.ws_max_subscriptions;
+  g.public_limit = c.rate_limit_public;
+  g.customer_limit = c.rate_limit_customer;
+  g.trusted_proxies = c.trusted_proxies;
+  g.max_inflight = c.max_inflight;
+  g.max_connections = c.max_connections;
   p->gateway = std::make_unique<gateway::server>(
     g, gateway::gateway_deps{sys, resolve, caf::actor_cast<protocols::health_actor>(store),
                              stock_cfg.view, stock_cfg.feed, p->shards,

@@ -2,7 +2,8 @@
 keep-alive connections against a node whose provider answers at once. Prints
 checkouts/s until the last order is paid, the 202 latency the client saw, and
 each order's saga latency (order_placed -> order_paid, from its events in
-PostgreSQL). Usage: checkout.py PORT PG_URL OPS_TOKEN CUSTOMER_TOKEN [N] [C]"""
+PostgreSQL). Usage: checkout.py PORT PG_URL OPS_TOKEN CUSTOMER_TOKEN|@FILE [N] [C]
+(@FILE: customer tokens, one per line, cart i checked out by token i mod count)."""
 import http.client
 import json
 import subprocess
@@ -11,6 +12,7 @@ import threading
 import time
 
 port, pg, ops, cust = sys.argv[1:5]
+customers = open(cust[1:]).read().split() if cust.startswith("@") else [cust]
 n = int(sys.argv[5]) if len(sys.argv) > 5 else 2000
 conns = int(sys.argv[6]) if len(sys.argv) > 6 else 32
 
@@ -49,21 +51,23 @@ assert call(c, "PUT", "/v1/products/CK", ops, {"name": "bench", "price_minor": 9
 assert call(c, "PUT", "/v1/warehouses/w1/stock/CK", ops, {"on_hand": 10**12, "seq": int(time.time())})[0] == 200
 
 
-def new_cart(c, _):
-    st, body = call(c, "POST", "/v1/carts", cust)
+def new_cart(c, i):
+    tok = customers[i % len(customers)]
+    st, body = call(c, "POST", "/v1/carts", tok)
     assert st == 201, body
-    st, body = call(c, "PUT", "/v1/carts/%s/items/CK" % body["cart_id"], cust, {"quantity": 1})
+    st, body = call(c, "PUT", "/v1/carts/%s/items/CK" % body["cart_id"], tok, {"quantity": 1})
     assert st == 200, body
-    return body["cart_id"]
+    return body["cart_id"], tok
 
 
 carts = in_parallel(new_cart, list(range(n)))
 checkout_body = {"payment": {"method": "card", "token": "tok_bench"}, "shipping": {"country": "DE"}}
 
 
-def checkout(c, cart):
+def checkout(c, cart_and_token):
+    cart, tok = cart_and_token
     t0 = time.perf_counter()
-    st, body = call(c, "POST", "/v1/carts/%s/checkout" % cart, cust, checkout_body)
+    st, body = call(c, "POST", "/v1/carts/%s/checkout" % cart, tok, checkout_body)
     return st, body.get("order_id"), (time.perf_counter() - t0) * 1000
 
 

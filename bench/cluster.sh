@@ -22,15 +22,17 @@ export EMPORIUM_JWT_SECRET=${EMPORIUM_JWT_SECRET:-bench-secret}
 declare -A pids
 start() { # id http_port cluster_port [seed_port]
   EMPORIUM_PG=$PG EMPORIUM_HTTP=127.0.0.1:$2 EMPORIUM_CLUSTER=127.0.0.1:$3 EMPORIUM_NODE_ID=$1 \
-    EMPORIUM_SEEDS=${4:+127.0.0.1:$4} EMPORIUM_IO_THREADS=1 EMPORIUM_LOG_FORMAT=text \
+    EMPORIUM_SEEDS=${4:+127.0.0.1:$4} EMPORIUM_IO_THREADS=1 EMPORIUM_LOG_FORMAT=text EMPORIUM_RATE_LIMIT_PUBLIC=0 \
     SPDLOG_LEVEL=warn build/emporium serve >/dev/null &
   pids[$1]=$!
 }
 ready() { for _ in $(seq 200); do curl -sf "http://127.0.0.1:$1/readyz" >/dev/null && return; sleep 0.05; done; }
-cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; }
+customers=$(mktemp /tmp/emporium-bench-customers.XXXXXX)
+cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -f "$customers"; }
 trap cleanup EXIT
 OPS=$(build/emporium token --sub bench-ops --role ops)
-CUST=$(build/emporium token --sub bench-buyer --role customer)
+# many customers, as in run.sh: no one's token bucket runs dry
+build/emporium token --sub bench-customer --role customer --count "${BENCH_CUSTOMERS:-10000}" >"$customers"
 owner() { curl -sf -H "Authorization: Bearer $OPS" "http://127.0.0.1:$1/v1/cluster/owner?sku=$2" |
   python3 -c "import json,sys; print(json.load(sys.stdin)['node'] or '')"; }
 field() { sed -n "s/.*$1=\([-0-9.]*\).*/\1/p"; }
@@ -45,7 +47,7 @@ curl -sf -X PUT "http://127.0.0.1:18191/v1/warehouses/w1/stock/$sku" -H "Authori
   -d '{"on_hand":1000000000000,"seq":1}' >/dev/null
 reserve() {
   build/bench/loadgen --port "$1" --connections "$CONNS" --duration "$DUR" --method POST \
-    --path /v1/reservations --header "Authorization: Bearer $CUST" \
+    --path /v1/reservations --tokens "$customers" \
     --body "{\"sku\":\"$sku\",\"quantity\":1,\"warehouse\":\"w1\"}"
 }
 reserve 18191 --duration 2 >/dev/null # warm-up

@@ -94,20 +94,21 @@ std::string with_n(std::string s, const std::string& n) {
   return s;
 }
 
-/// The request texts to send: one, or one per key of --spread (built up front,
-/// so the generator does no per-request formatting).
+/// The request texts to send: one, or one per key of --spread and per token
+/// (as many as the larger of the two; key i % spread with token i % tokens),
+/// built up front, so the generator does no per-request formatting.
 std::vector<std::string> requests(const options& o, const std::vector<std::string>& tokens) {
   std::vector<std::string> out;
-  auto count = tokens.empty() ? std::max(1, o.spread) : static_cast<int>(tokens.size());
+  auto count = std::max({1, o.spread, static_cast<int>(tokens.size())});
   for (int i = 0; i < count; ++i) {
-    auto n = std::to_string(i);
+    auto n = std::to_string(o.spread > 0 ? i % o.spread : i);
     auto path = o.spread > 0 ? with_n(o.path, n) : o.path;
     auto body = o.spread > 0 ? with_n(o.body, n) : o.body;
     std::string req = o.method + " " + path + " HTTP/1.1\r\nHost: " + o.host + "\r\n";
     for (auto& h : o.headers)
       req += h + "\r\n";
     if (!tokens.empty())
-      req += "Authorization: Bearer " + tokens[i] + "\r\n";
+      req += "Authorization: Bearer " + tokens[i % tokens.size()] + "\r\n";
     if (!body.empty())
       req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size())
              + "\r\n";

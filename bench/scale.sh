@@ -30,7 +30,7 @@ PG="postgresql://postgres@127.0.0.1:$port/emporium"
 export EMPORIUM_JWT_SECRET=bench-secret
 HTTP_PORT=18092
 start_node() { # [VAR=value ...] for the node
-  env "$@" EMPORIUM_PG=$PG EMPORIUM_HTTP=127.0.0.1:$HTTP_PORT EMPORIUM_LOG_FORMAT=text SPDLOG_LEVEL=warn \
+  env "$@" EMPORIUM_PG=$PG EMPORIUM_HTTP=127.0.0.1:$HTTP_PORT EMPORIUM_LOG_FORMAT=text EMPORIUM_RATE_LIMIT_PUBLIC=0 SPDLOG_LEVEL=warn \
     build/emporium serve >/dev/null &
   node_pid=$!
   for _ in $(seq 300); do curl -sf http://127.0.0.1:$HTTP_PORT/readyz >/dev/null && return; sleep 0.1; done
@@ -39,7 +39,8 @@ start_node() { # [VAR=value ...] for the node
 rss_kib() { awk '/^VmRSS/ {print $2}' /proc/"$node_pid"/status; }
 now() { date +%s.%N; }
 OPS=$(build/emporium token --sub scale-ops --role ops)
-CUST=$(build/emporium token --sub scale-buyer --role customer)
+# many customers, as in run.sh: no one's token bucket runs dry
+build/emporium token --sub scale-customer --role customer --count 10000 >"$data/customers"
 start_node
 sleep 1
 rss0=$(rss_kib)
@@ -60,7 +61,7 @@ curl -sf -X PUT http://127.0.0.1:$HTTP_PORT/v1/warehouses/w1/stock/SCHOT \
 held=0
 while [ "$held" -lt "$HOLDS" ]; do
   build/bench/loadgen --port $HTTP_PORT --connections 64 --duration 5 --method POST \
-    --path /v1/reservations --header "Authorization: Bearer $CUST" \
+    --path /v1/reservations --tokens "$data/customers" \
     --body '{"sku":"SCHOT","quantity":1,"warehouse":"w1","ttl_s":3600}' >/dev/null
   held=$(psql "$PG" -tAc "SELECT reserved FROM stock_levels WHERE sku = 'SCHOT'")
 done
@@ -74,11 +75,11 @@ echo "$level"
 echo "== idle pairs: $PAIRS more new SKUs, passivated after ${IDLE_AFTER}s"
 kill -TERM "$node_pid"; wait "$node_pid" || true; node_pid=""
 start_node EMPORIUM_PASSIVATE_AFTER="$IDLE_AFTER"
-sleep 1
-rss2=$(rss_kib)
-# The hot pair's live holds keep it (and its SKU) live: it is resumed at start
-# for their expiry timers. Idle means back to that.
+# The hot pair's live holds keep it (and its SKU) live: it is resumed for
+# their expiry timers once the node holds its shards. Idle means back to that.
+for _ in $(seq 100); do [ "$(live_actors stock)" = 1 ] && break; sleep 0.1; done
 busy_pairs=$(live_actors stock); busy_skus=$(live_actors sku)
+rss2=$(rss_kib)
 idle_push=$(build/tests/ws_tool push --port $HTTP_PORT --wh w1 --token "$OPS" --items "$PAIRS" \
   --batch 500 --skus "$PAIRS" --prefix SI)
 echo "$idle_push"

@@ -79,6 +79,16 @@ caf::expected<std::optional<principal>> admit(access rule, std::string_view auth
   return result{std::move(*p)};
 }
 
+std::optional<principal> bearer_principal(std::string_view authorization, std::string_view secret,
+                                          int64_t now_s) {
+  if (!starts_with_bearer(authorization))
+    return std::nullopt;
+  auto p = verify(authorization.substr(7), secret, now_s);
+  if (!p)
+    return std::nullopt;
+  return std::move(*p);
+}
+
 std::string query_bearer(std::string_view target) {
   auto q = target.find('?');
   if (q == std::string_view::npos)

@@ -21,6 +21,12 @@ caf::expected<std::optional<principal>> admit(access rule, std::string_view auth
                                               std::string_view warehouse, std::string_view secret,
                                               int64_t now_s);
 
+/// The principal of a valid bearer token in `authorization`, none if there is
+/// no token or it does not verify (which token names the client of a public
+/// route, for its rate limit).
+std::optional<principal> bearer_principal(std::string_view authorization, std::string_view secret,
+                                          int64_t now_s);
+
 /// The `access_token` query parameter of `target` as an Authorization value
 /// ("Bearer ..."), for WebSocket upgrades (a browser cannot set headers there);
 /// empty if there is none.

@@ -14,12 +14,6 @@ namespace emporium::gateway {
 
 namespace {
 
-int64_t now_s() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-           std::chrono::system_clock::now().time_since_epoch())
-    .count();
-}
-
 method method_of(http::verb v) {
   switch (v) {
     case http::verb::get: return method::get;
@@ -74,10 +68,17 @@ struct http_metrics {
 /// One HTTP connection.
 class http_session : public exchange, public std::enable_shared_from_this<http_session> {
 public:
-  http_session(tcp::socket&& socket, std::shared_ptr<server::impl> srv, caf::actor bridge)
+  http_session(tcp::socket&& socket, std::shared_ptr<server::impl> srv, caf::actor bridge,
+               std::shared_ptr<void> slot)
     : stream_(std::move(socket)), deadline_(stream_.get_executor()), srv_(std::move(srv)),
-      bridge_(std::move(bridge)) {
+      bridge_(std::move(bridge)), slot_(std::move(slot)) {
+    beast::error_code ec;
+    auto ep = stream_.socket().remote_endpoint(ec);
+    if (!ec)
+      peer_ = ep.address().to_string();
   }
+
+  ~http_session() override { end_wait(); }
 
   void start() {
     net::dispatch(stream_.get_executor(),
@@ -106,14 +107,15 @@ public:
       return fail(errc::not_found, "no such route");
     if (!upgrade_checked())
       return;
-    serve_storefront_ws(stream_.release_socket(), std::move(req_), srv_, bridge_, std::move(caller_));
+    serve_storefront_ws(stream_.release_socket(), std::move(req_), srv_, bridge_, std::move(caller_),
+                        std::move(slot_));
   }
 
   void upgrade_warehouse(std::string warehouse) override {
     if (!upgrade_checked())
       return;
     serve_warehouse_ws(stream_.release_socket(), std::move(req_), srv_, bridge_, std::move(*caller_),
-                       std::move(warehouse));
+                       std::move(warehouse), std::move(slot_));
   }
 
 private:
@@ -121,6 +123,10 @@ private:
     auto gen = ++generation_;
     waiting_since_ = std::chrono::steady_clock::now();
     waiting_ = true;
+    if (!wait_counted_) {
+      ++srv_->waiting;
+      wait_counted_ = true;
+    }
     if (!deadline_armed_ && !writing_)
       arm_deadline(srv_->cfg.actor_timeout);
     return {shared_from_this(), gen};
@@ -136,6 +142,7 @@ private:
       if (gen != self.generation_)
         return; // answered already (deadline)
       self.waiting_ = false;
+      self.end_wait();
       f(self);
     });
   }
@@ -204,9 +211,17 @@ private:
     respond(static_cast<http::status>(status), std::move(body), 0);
   }
 
+  void end_wait() {
+    if (wait_counted_) {
+      --srv_->waiting;
+      wait_counted_ = false;
+    }
+  }
+
   void respond(http::status status, json::object body, unsigned retry_after) {
     ++generation_; // whatever is still on its way for this request is dropped
     waiting_ = false;
+    end_wait();
     res_ = {};
     res_.version(req_.version() == 10 ? 10 : 11);
     res_.result(status);
@@ -225,6 +240,7 @@ private:
   void respond_text(unsigned status, std::string body, const char* content_type) override {
     ++generation_;
     waiting_ = false;
+    end_wait();
     res_ = {};
     res_.version(11);
     res_.result(static_cast<http::status>(status));
@@ -297,11 +313,56 @@ private:
       from_query = query_bearer(req_.target());
       authorization = from_query;
     }
-    auto admitted = admit(r.rule, authorization, match_.param("warehouse"), srv_->cfg.jwt_secret, now_s());
+    auto now = unix_now_s();
+    auto admitted = admit(r.rule, authorization, match_.param("warehouse"), srv_->cfg.jwt_secret, now);
+    if (r.pattern.rfind("/v1/", 0) == 0 && !within_limits(r, admitted, authorization, now))
+      return;
     if (!admitted)
       return fail(admitted.error());
     caller_ = std::move(*admitted);
     r.run(*this);
+  }
+
+  /// The contract's limits on a /v1 route, in order: the node's in-flight cap
+  /// (503), then the caller's token bucket (429): a customer's by `sub`, else
+  /// the client address's (also for a token refused by auth: a guesser is
+  /// limited like anyone without one); warehouse and ops are not limited.
+  /// False: answered already.
+  bool within_limits(const route& r, const caf::expected<std::optional<principal>>& admitted,
+                     std::string_view authorization, int64_t now) {
+    auto& m = limit_metrics::get();
+    if (static_cast<size_t>(srv_->waiting.load(std::memory_order_relaxed)) >= srv_->cfg.max_inflight) {
+      m.shed_inflight->Increment();
+      fail(errc::unavailable, "over capacity, retry later");
+      return false;
+    }
+    std::optional<principal> caller;
+    if (admitted && *admitted)
+      caller = **admitted;
+    else if (admitted && r.rule == access::anyone && !authorization.empty())
+      caller = bearer_principal(authorization, srv_->cfg.jwt_secret, now); // the token names the client
+    if (caller && (caller->is("warehouse") || caller->is("ops")))
+      return true;
+    bool customer = caller && caller->is("customer");
+    auto& limiter = customer ? srv_->customer_limit : srv_->public_limit;
+    if (!limiter.on())
+      return true;
+    auto a = customer ? limiter.take(caller->sub, std::chrono::steady_clock::now())
+                      : limiter.take(client_address(peer_, req_["X-Forwarded-For"], srv_->cfg.trusted_proxies),
+                                     std::chrono::steady_clock::now());
+    if (a.v == rate_limiter::verdict::allowed)
+      return true;
+    if (a.v == rate_limiter::verdict::full) {
+      m.shed_clients->Increment();
+      fail(errc::unavailable, "too many clients, retry later");
+      return false;
+    }
+    (customer ? m.limited_customer : m.limited_public)->Increment();
+    respond(http::status::too_many_requests,
+            json::object{{"error", "rate_limited"},
+                         {"message", "too many requests, retry after " + std::to_string(a.retry_after_s) + " s"}},
+            a.retry_after_s);
+    return false;
   }
 
   /// Whether this is a WebSocket upgrade; if so the connection stops being an
@@ -345,12 +406,17 @@ private:
   std::chrono::steady_clock::time_point started_;
   bool keep_alive_ = false;
   bool counted_ = false;
+  bool wait_counted_ = false;   ///< this request is one of srv_->waiting
+  std::shared_ptr<void> slot_; ///< of max_connections
+  std::string peer_;           ///< the remote address
 };
 
 } // namespace
 
-void serve_http(tcp::socket socket, std::shared_ptr<server::impl> srv, caf::actor bridge) {
-  std::make_shared<http_session>(std::move(socket), std::move(srv), std::move(bridge))->start();
+void serve_http(tcp::socket socket, std::shared_ptr<server::impl> srv, caf::actor bridge,
+                std::shared_ptr<void> slot) {
+  std::make_shared<http_session>(std::move(socket), std::move(srv), std::move(bridge), std::move(slot))
+    ->start();
 }
 
 } // namespace emporium::gateway

@@ -56,6 +56,13 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(emporium::gateway::bridge_job)
 
 namespace emporium::gateway {
 
+/// Seconds since the epoch (a token's `exp` is in these).
+inline int64_t unix_now_s() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
 /// The folder's logger ("gateway").
 inline spdlog::logger* log() {
   static auto instance = named_logger("gateway");
@@ -67,7 +74,8 @@ inline spdlog::logger* log() {
 struct server::impl : std::enable_shared_from_this<server::impl> {
   impl(gateway_config c, gateway_deps d)
     : cfg(std::move(c)), deps(std::move(d)), ioc(static_cast<int>(cfg.io_threads)),
-      acceptor(ioc) {
+      acceptor(ioc), public_limit(cfg.public_limit, cfg.rate_limit_clients),
+      customer_limit(cfg.customer_limit, cfg.rate_limit_clients) {
   }
 
   gateway_config cfg;
@@ -77,10 +85,21 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
   std::vector<std::thread> threads;
   std::vector<caf::actor> bridges;
   std::atomic<size_t> next_bridge{0};
-  std::atomic<int64_t> in_flight{0};
+  std::atomic<int64_t> in_flight{0};   ///< requests read and not yet answered (stop waits)
+  std::atomic<int64_t> waiting{0};     ///< requests waiting on an actor (max_inflight)
+  std::atomic<int64_t> connections{0}; ///< open connections, HTTP and WebSocket (max_connections)
   std::atomic<bool> stopping{false};
+  rate_limiter public_limit;
+  rate_limiter customer_limit;
 
   void accept();
+
+  /// One of max_connections, held by a connection's session for its life
+  /// (handed on to its WebSocket after an upgrade).
+  std::shared_ptr<void> connection_slot() {
+    ++connections;
+    return std::shared_ptr<void>(nullptr, [self = shared_from_this()](void*) { --self->connections; });
+  }
 
   /// Asks `target` (inside a bridge actor) and calls `done` with the answer
   /// on the calling connection's executor. No CAF timeout: registering one per
@@ -107,19 +126,32 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
   }
 };
 
-/// Serves one accepted connection as HTTP (http_session.cpp).
-void serve_http(tcp::socket socket, std::shared_ptr<server::impl> srv, caf::actor bridge);
+/// Requests refused by the limits: `emporium_rate_limited_total{class}` and
+/// `emporium_shed_total{reason}` (inflight, connections, clients).
+struct limit_metrics {
+  prometheus::Counter* limited_public;
+  prometheus::Counter* limited_customer;
+  prometheus::Counter* shed_inflight;
+  prometheus::Counter* shed_connections;
+  prometheus::Counter* shed_clients;
+  static limit_metrics& get();
+};
+
+/// Serves one accepted connection as HTTP (http_session.cpp); `slot` is its
+/// share of max_connections.
+void serve_http(tcp::socket socket, std::shared_ptr<server::impl> srv, caf::actor bridge,
+                std::shared_ptr<void> slot);
 
 /// Takes over an upgraded connection as the storefront WebSocket (`/v1/ws`).
 /// `who` is the caller if the upgrade carried a valid token.
 void serve_storefront_ws(tcp::socket socket, http::request<http::string_body> upgrade,
                          std::shared_ptr<server::impl> srv, caf::actor bridge,
-                         std::optional<principal> who);
+                         std::optional<principal> who, std::shared_ptr<void> slot);
 
 /// Takes over an upgraded connection as the warehouse stock push of `wh`
 /// (`/v1/warehouses/{wh}/ws`); `who` may push for `wh`.
 void serve_warehouse_ws(tcp::socket socket, http::request<http::string_body> upgrade,
                         std::shared_ptr<server::impl> srv, caf::actor bridge, principal who,
-                        std::string wh);
+                        std::string wh, std::shared_ptr<void> slot);
 
 } // namespace emporium::gateway

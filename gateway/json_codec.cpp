@@ -239,4 +239,81 @@ json::value event_json(const domain_event& e) {
   return json::parse(envelope_json(e), ec); // our own writer's output: always valid
 }
 
+// -- WebSocket frames -------------------------------------------------------------
+
+std::variant<subscription, field_error> read_storefront_frame(std::string_view text) {
+  auto parsed = body_reader::parse(text, {"op", "topic", "sku", "order_id"});
+  if (auto* e = std::get_if<field_error>(&parsed))
+    return *e;
+  auto& b = std::get<body_reader>(parsed);
+  auto op = b.string("op", true, false, 16);
+  auto topic = b.string("topic", true, false, 16);
+  if (b.error)
+    return *b.error;
+  if (*op != "subscribe" && *op != "unsubscribe")
+    return field_error{errc::invalid_field, "op", "op must be subscribe or unsubscribe"};
+  bool stock = *topic == "stock";
+  if (!stock && *topic != "order")
+    return field_error{errc::invalid_field, "topic", "topic must be stock or order"};
+  const char* id_field = stock ? "sku" : "order_id";
+  const char* other = stock ? "order_id" : "sku";
+  auto id = b.string(id_field, true, true);
+  if (!b.error && b.fields().contains(other))
+    return field_error{errc::invalid_field, other,
+                       std::string{"unknown field for topic "} + (stock ? "stock" : "order")};
+  if (b.error)
+    return *b.error;
+  return subscription{*op == "subscribe", stock, std::move(*id)};
+}
+
+std::variant<warehouse_frame, field_error> read_warehouse_frame(std::string_view text,
+                                                                size_t max_batch) {
+  auto parsed = parse_json(text);
+  if (auto* e = std::get_if<field_error>(&parsed))
+    return *e;
+  auto& v = std::get<json::value>(parsed);
+  warehouse_frame out;
+  if (!v.is_object() || !v.as_object().contains("batch")) {
+    out.items.push_back(std::move(v));
+    return out;
+  }
+  auto& o = v.as_object();
+  if (o.size() != 1)
+    return field_error{errc::invalid_field, "", "a batch frame has only \"batch\""};
+  if (!o["batch"].is_array())
+    return field_error{errc::invalid_field, "batch", "batch must be an array"};
+  auto& items = o["batch"].as_array();
+  if (items.size() > max_batch)
+    return field_error{errc::too_large, "batch",
+                       "at most " + std::to_string(max_batch) + " items per batch"};
+  out.batch = true;
+  out.items.reserve(items.size());
+  for (auto& item : items)
+    out.items.push_back(std::move(item));
+  return out;
+}
+
+std::variant<push_item, field_error> read_push_item(json::value v, int64_t index,
+                                                    json::object& where) {
+  if (index >= 0)
+    where["index"] = index;
+  if (v.is_object()) {
+    if (auto* s = v.as_object().if_contains("sku"); s && s->is_string())
+      where["sku"] = *s;
+    if (auto* s = v.as_object().if_contains("seq"); s && s->is_int64())
+      where["seq"] = *s;
+  }
+  auto parsed = body_reader::read(std::move(v), {"sku", "on_hand", "seq", "low_stock_threshold"});
+  if (auto* e = std::get_if<field_error>(&parsed))
+    return *e;
+  auto& b = std::get<body_reader>(parsed);
+  auto sku = b.string("sku", true, true);
+  auto on_hand = b.integer("on_hand", true, 0, INT64_MAX);
+  auto seq = b.integer("seq", true, 0, INT64_MAX);
+  auto threshold = b.integer("low_stock_threshold", false, 0, INT64_MAX);
+  if (b.error)
+    return *b.error;
+  return push_item{std::move(*sku), *on_hand, *seq, threshold};
+}
+
 } // namespace emporium::gateway

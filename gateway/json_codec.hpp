@@ -15,6 +15,7 @@
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 /// The gateway's one JSON codec: every request body and WebSocket frame is
 /// read here, every answer written here. Nothing in it throws.
@@ -76,6 +77,41 @@ private:
   json::object obj_;
   std::string prefix_; ///< "payment." inside a nested object
 };
+
+// -- WebSocket frames -------------------------------------------------------------
+
+/// A storefront client frame: subscribe to or unsubscribe from one topic.
+struct subscription {
+  bool subscribe = true;
+  bool stock = true;  ///< topic stock (id: a SKU) or order (id: an order id)
+  std::string id;
+};
+
+/// `{"op","topic","sku"|"order_id"}` strictly (docs/api.md "Storefront").
+std::variant<subscription, field_error> read_storefront_frame(std::string_view text);
+
+/// A warehouse frame's push items, not yet read: one item, or the items of
+/// `{"batch":[...]}` (at most `max_batch`, else too_large: refused whole).
+struct warehouse_frame {
+  std::vector<json::value> items;
+  bool batch = false; ///< errors name an item by its index
+};
+std::variant<warehouse_frame, field_error> read_warehouse_frame(std::string_view text,
+                                                                size_t max_batch);
+
+/// One pushed level.
+struct push_item {
+  std::string sku;
+  int64_t on_hand = 0;
+  int64_t seq = 0;
+  std::optional<int64_t> threshold;
+};
+
+/// `{"sku","on_hand","seq"[,"low_stock_threshold"]}` strictly. `where` is
+/// filled with what names the item in an error frame, as far as it can be
+/// named: its `index` in a batch (>= 0), its `sku` and `seq`.
+std::variant<push_item, field_error> read_push_item(json::value v, int64_t index,
+                                                    json::object& where);
 
 // -- answers ------------------------------------------------------------------------
 

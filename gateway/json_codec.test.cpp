@@ -1,5 +1,6 @@
 #include "gateway/json_codec.hpp"
 
+#include <boost/json/parse.hpp>
 #include <doctest/doctest.h>
 
 #include <string>
@@ -119,4 +120,44 @@ TEST_CASE("the first error is kept; later reads return nothing") {
   CHECK_FALSE(b.integer("a", true, 0, 9));
   CHECK_FALSE(b.integer("b", true, 0, 9)); // valid, but an error came first
   CHECK(b.error->field == "a");
+}
+
+TEST_CASE("storefront frames: a subscription per topic, everything else refused by field") {
+  auto sub = std::get<subscription>(read_storefront_frame(R"({"op":"subscribe","topic":"stock","sku":"S1"})"));
+  CHECK((sub.subscribe && sub.stock && sub.id == "S1"));
+  sub = std::get<subscription>(read_storefront_frame(R"({"op":"unsubscribe","topic":"order","order_id":"o-1"})"));
+  CHECK((!sub.subscribe && !sub.stock && sub.id == "o-1"));
+  auto field = [](std::string_view text) {
+    auto r = read_storefront_frame(text);
+    REQUIRE(std::holds_alternative<field_error>(r));
+    return std::get<field_error>(r).field;
+  };
+  CHECK(field(R"({"op":"watch","topic":"stock","sku":"S1"})") == "op");
+  CHECK(field(R"({"op":"subscribe","topic":"price","sku":"S1"})") == "topic");
+  CHECK(field(R"({"op":"subscribe","topic":"stock"})") == "sku");
+  CHECK(field(R"({"op":"subscribe","topic":"stock","sku":"S1","order_id":"o1"})") == "order_id");
+  CHECK(field(R"({"op":"subscribe","topic":"order","order_id":"o1","sku":"S1"})") == "sku");
+  CHECK(field(R"({"op":"subscribe","topic":"stock","sku":"bad id!"})") == "sku");
+  CHECK(std::get<field_error>(read_storefront_frame("[1]")).code == errc::bad_json);
+}
+
+TEST_CASE("warehouse frames: one item or a bounded batch, each item read strictly and named") {
+  auto one = std::get<warehouse_frame>(read_warehouse_frame(R"({"sku":"S1","on_hand":3,"seq":1})", 2));
+  CHECK((!one.batch && one.items.size() == 1));
+  auto batch = std::get<warehouse_frame>(read_warehouse_frame(R"({"batch":[{},{}]})", 2));
+  CHECK((batch.batch && batch.items.size() == 2));
+  auto big = std::get<field_error>(read_warehouse_frame(R"({"batch":[{},{},{}]})", 2));
+  CHECK((big.code == errc::too_large && big.field == "batch"));
+  CHECK(std::get<field_error>(read_warehouse_frame(R"({"batch":{}})", 2)).field == "batch");
+  CHECK(std::get<field_error>(read_warehouse_frame(R"({"batch":[],"x":1})", 2)).code == errc::invalid_field);
+
+  json::object where;
+  auto item = read_push_item(json::parse(R"({"sku":"S1","on_hand":5,"seq":9,"low_stock_threshold":2})"), 3, where);
+  auto& p = std::get<push_item>(item);
+  CHECK((p.sku == "S1" && p.on_hand == 5 && p.seq == 9 && p.threshold == 2));
+  CHECK(where.at("index").as_int64() == 3);
+  where.clear();
+  auto bad = read_push_item(json::parse(R"({"sku":"S1","on_hand":-1,"seq":9})"), -1, where);
+  CHECK(std::get<field_error>(bad).field == "on_hand");
+  CHECK((!where.contains("index") && where.at("sku").as_string() == "S1" && where.at("seq").as_int64() == 9));
 }

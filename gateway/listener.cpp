@@ -5,6 +5,44 @@
 
 namespace emporium::gateway {
 
+namespace {
+
+/// A connection over max_connections: one 503 and closed, nothing read.
+void shed_connection(tcp::socket socket) {
+  static const std::string body
+    = R"({"error":"unavailable","message":"too many connections, retry later"})";
+  static const std::string response = "HTTP/1.1 503 Service Unavailable\r\nServer: emporium\r\n"
+                                      "Content-Type: application/json\r\nRetry-After: 1\r\n"
+                                      "Connection: close\r\nContent-Length: "
+                                      + std::to_string(body.size()) + "\r\n\r\n" + body;
+  limit_metrics::get().shed_connections->Increment();
+  auto s = std::make_shared<tcp::socket>(std::move(socket));
+  net::async_write(*s, net::buffer(response), [s](beast::error_code, size_t) {
+    beast::error_code ignored;
+    s->shutdown(tcp::socket::shutdown_both, ignored);
+    s->close(ignored);
+  });
+}
+
+} // namespace
+
+limit_metrics& limit_metrics::get() {
+  static limit_metrics instance = [] {
+    auto& limited = prometheus::BuildCounter()
+                      .Name("emporium_rate_limited_total")
+                      .Help("requests answered 429 by the per-client token buckets, by class")
+                      .Register(metrics::registry());
+    auto& shed = prometheus::BuildCounter()
+                   .Name("emporium_shed_total")
+                   .Help("requests and connections refused with 503 over a limit, by reason")
+                   .Register(metrics::registry());
+    return limit_metrics{&limited.Add({{"class", "public"}}), &limited.Add({{"class", "customer"}}),
+                         &shed.Add({{"reason", "inflight"}}), &shed.Add({{"reason", "connections"}}),
+                         &shed.Add({{"reason", "clients"}})};
+  }();
+  return instance;
+}
+
 void server::impl::accept() {
   acceptor.async_accept(net::make_strand(ioc), [self = shared_from_this()](
                                                  beast::error_code ec, tcp::socket socket) {
@@ -14,8 +52,12 @@ void server::impl::accept() {
       log()->warn("event=accept_failed detail=\"{}\"", ec.message());
     } else {
       socket.set_option(tcp::no_delay{true});
-      auto& b = self->bridges[self->next_bridge++ % self->bridges.size()];
-      serve_http(std::move(socket), self, b);
+      if (static_cast<size_t>(self->connections.load()) >= self->cfg.max_connections) {
+        shed_connection(std::move(socket));
+      } else {
+        auto& b = self->bridges[self->next_bridge++ % self->bridges.size()];
+        serve_http(std::move(socket), self, b, self->connection_slot());
+      }
     }
     self->accept();
   });

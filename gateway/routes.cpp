@@ -83,6 +83,18 @@ const char* method_name(method m) noexcept {
   return "OTHER";
 }
 
+const char* access_name(access a) noexcept {
+  switch (a) {
+    case access::anyone: return "anyone";
+    case access::optional_token: return "optional_token";
+    case access::signed_in: return "signed_in";
+    case access::customer_or_ops: return "customer_or_ops";
+    case access::warehouse_or_ops: return "warehouse_or_ops";
+    case access::ops: return "ops";
+  }
+  return "ops";
+}
+
 bool percent_decode(std::string_view in, std::string& out) {
   out.clear();
   out.reserve(in.size());

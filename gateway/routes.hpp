@@ -70,6 +70,9 @@ route_match match_route(const std::vector<route>& table, method m, std::string_v
 /// "GET", "PUT", ... for logs and metrics.
 const char* method_name(method m) noexcept;
 
+/// "anyone", "signed_in", ... (`emporium routes`, the auth matrix test).
+const char* access_name(access a) noexcept;
+
 /// The raw value of query parameter `name` in `target`, if present.
 std::optional<std::string_view> query_param(std::string_view target, std::string_view name);
 

@@ -3,6 +3,7 @@
 #include "protocols/actors.hpp"
 #include "cluster/live_feed.hpp"
 #include "cluster/stock_view.hpp"
+#include "gateway/rate_limit.hpp"
 
 #include <caf/expected.hpp>
 #include <caf/fwd.hpp>
@@ -13,6 +14,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace emporium::gateway {
 
@@ -32,6 +34,14 @@ struct gateway_config {
   std::chrono::seconds ws_idle_timeout{30};
   size_t ws_max_subscriptions = 100; ///< per storefront connection
   size_t ws_max_in_flight = 1024;    ///< warehouse items awaiting durability per connection
+  /// Token buckets per client on /v1 routes: by IP without a (valid) token,
+  /// by `sub` for customers; warehouse and ops tokens are not limited.
+  rate_limit public_limit{50, 100};
+  rate_limit customer_limit{20, 60};
+  size_t rate_limit_clients = 100000; ///< keys per limiter (memory bound)
+  std::vector<ip_network> trusted_proxies; ///< whose X-Forwarded-For names the client
+  size_t max_inflight = 4096;      ///< requests waiting on actors; beyond, 503 at once
+  size_t max_connections = 10000;  ///< open connections; beyond, 503 and closed
 };
 
 /// What the gateway talks to: entities by key (through cluster/seam), and

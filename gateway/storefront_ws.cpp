@@ -20,13 +20,15 @@ constexpr size_t control_queue_limit = 64;
 
 /// One storefront connection. Reads run on its strand; topic frames arrive
 /// from the live feed on any thread and are kept latest-per-key: at most one
-/// frame per subscription waits, however slowly the client reads.
+/// frame per subscription waits, however slowly the client reads. A session
+/// opened with a token ends when the token expires (close 1008).
 class storefront : public cluster::live_feed::subscriber,
                    public std::enable_shared_from_this<storefront> {
 public:
   storefront(tcp::socket&& s, std::shared_ptr<server::impl> srv, caf::actor bridge,
-             std::optional<principal> who)
-    : ws_(std::move(s)), srv_(std::move(srv)), bridge_(std::move(bridge)), who_(std::move(who)) {
+             std::optional<principal> who, std::shared_ptr<void> slot)
+    : ws_(std::move(s)), expiry_(ws_.get_executor()), srv_(std::move(srv)), bridge_(std::move(bridge)),
+      who_(std::move(who)), slot_(std::move(slot)) {
   }
 
   void start(http::request<http::string_body> req) {
@@ -39,6 +41,13 @@ public:
         std::lock_guard guard{self->mtx_};
         self->open_ = true;
         self->kick();
+      }
+      if (self->who_) {
+        self->expiry_.expires_after(std::chrono::seconds{std::max<int64_t>(0, self->who_->exp - unix_now_s())});
+        self->expiry_.async_wait([self](beast::error_code ec) {
+          if (!ec)
+            self->abort("token expired");
+        });
       }
       self->read();
     });
@@ -66,6 +75,8 @@ private:
         return self->shut();
       auto text = beast::buffers_to_string(self->in_.data());
       self->in_.consume(self->in_.size());
+      if (self->who_ && unix_now_s() >= self->who_->exp)
+        return self->abort("token expired"); // before its timer: nothing read after exp is done
       self->handle(text);
       if (self->bad_in_a_row_ >= bad_frames_limit)
         return self->abort("too many bad frames");
@@ -74,36 +85,14 @@ private:
   }
 
   void handle(const std::string& text) {
-    auto parsed = body_reader::parse(text, {"op", "topic", "sku", "order_id"});
+    auto parsed = read_storefront_frame(text);
     if (auto* e = std::get_if<field_error>(&parsed))
       return bad(*e);
-    auto& b = std::get<body_reader>(parsed);
-    auto op = b.string("op", true, false, 16);
-    auto topic = b.string("topic", true, false, 16);
-    if (b.error)
-      return bad(*b.error);
-    if (*op != "subscribe" && *op != "unsubscribe")
-      return bad({errc::invalid_field, "op", "op must be subscribe or unsubscribe"});
-    bool on = *op == "subscribe";
-    if (*topic == "stock") {
-      auto sku = b.string("sku", true, true);
-      if (!b.error && b.fields().contains("order_id"))
-        return bad({errc::invalid_field, "order_id", "unknown field for topic stock"});
-      if (b.error)
-        return bad(*b.error);
-      bad_in_a_row_ = 0;
-      return on ? subscribe_stock(*sku) : unsubscribe_stock(*sku);
-    }
-    if (*topic == "order") {
-      auto id = b.string("order_id", true, true);
-      if (!b.error && b.fields().contains("sku"))
-        return bad({errc::invalid_field, "sku", "unknown field for topic order"});
-      if (b.error)
-        return bad(*b.error);
-      bad_in_a_row_ = 0;
-      return on ? subscribe_order(*id) : unsubscribe_order(*id);
-    }
-    bad({errc::invalid_field, "topic", "topic must be stock or order"});
+    auto& sub = std::get<subscription>(parsed);
+    bad_in_a_row_ = 0;
+    if (sub.stock)
+      return sub.subscribe ? subscribe_stock(sub.id) : unsubscribe_stock(sub.id);
+    sub.subscribe ? subscribe_order(sub.id) : unsubscribe_order(sub.id);
   }
 
   void bad(const field_error& e) {
@@ -272,6 +261,7 @@ private:
       latest_.clear();
       control_.clear();
     }
+    expiry_.cancel();
     if (open_)
       ws_metrics::get().storefront->Decrement();
     for (auto& sku : stock_)
@@ -285,10 +275,12 @@ private:
   }
 
   ws_stream ws_;
+  net::steady_timer expiry_; ///< the token's exp, if a token came
   beast::flat_buffer in_;
   std::shared_ptr<server::impl> srv_;
   caf::actor bridge_;
   std::optional<principal> who_;
+  std::shared_ptr<void> slot_; ///< of max_connections
   // strand only (closed_ is written only on the strand too)
   std::set<std::string> stock_;
   std::set<std::string> orders_;
@@ -309,8 +301,9 @@ private:
 
 void serve_storefront_ws(tcp::socket socket, http::request<http::string_body> upgrade,
                          std::shared_ptr<server::impl> srv, caf::actor bridge,
-                         std::optional<principal> who) {
-  std::make_shared<storefront>(std::move(socket), std::move(srv), std::move(bridge), std::move(who))
+                         std::optional<principal> who, std::shared_ptr<void> slot) {
+  std::make_shared<storefront>(std::move(socket), std::move(srv), std::move(bridge), std::move(who),
+                               std::move(slot))
     ->start(std::move(upgrade));
 }
 

@@ -13,14 +13,17 @@ using namespace ws;
 
 /// One warehouse's push connection. Each item is a push_stock_level to its
 /// pair; its ack goes out once the pair answered, i.e. once it is durable.
-/// Reading pauses while `ws_max_in_flight` items and answers are outstanding,
-/// so a fast pusher is slowed to the pace of durable writes.
+/// At most `ws_max_in_flight` items and answers are outstanding, counted item
+/// by item: a batch frame's items wait their turn, and the next frame is read
+/// only when they are all out and there is room, so a fast pusher is slowed to
+/// the pace of durable writes. The token's `exp` ends the session (close 1008);
+/// no item read after it is applied.
 class warehouse : public std::enable_shared_from_this<warehouse> {
 public:
   warehouse(tcp::socket&& s, std::shared_ptr<server::impl> srv, caf::actor bridge, principal who,
-            std::string wh)
-    : ws_(std::move(s)), srv_(std::move(srv)), bridge_(std::move(bridge)), who_(std::move(who)),
-      wh_(std::move(wh)) {
+            std::string wh, std::shared_ptr<void> slot)
+    : ws_(std::move(s)), expiry_(ws_.get_executor()), srv_(std::move(srv)), bridge_(std::move(bridge)),
+      who_(std::move(who)), wh_(std::move(wh)), slot_(std::move(slot)) {
   }
 
   void start(http::request<http::string_body> req) {
@@ -30,12 +33,33 @@ public:
         return;
       ws_metrics::get().warehouse->Increment();
       self->open_ = true;
+      self->expiry_.expires_after(std::chrono::seconds{std::max<int64_t>(0, self->who_.exp - unix_now_s())});
+      self->expiry_.async_wait([self](beast::error_code ec) {
+        if (!ec)
+          self->abort("token expired");
+      });
       self->read();
     });
   }
 
 private:
-  size_t outstanding() const { return in_flight_ + out_.size(); }
+  size_t outstanding() const { return in_flight_ + out_.size() + waiting_.size(); }
+
+  /// Sends waiting batch items while there is room.
+  void pump() {
+    while (!waiting_.empty() && !closing_ && in_flight_ + out_.size() < srv_->cfg.ws_max_in_flight) {
+      auto [v, index] = std::move(waiting_.front());
+      waiting_.pop_front();
+      item(std::move(v), index);
+    }
+  }
+
+  /// Reads the next frame once this one's items are all out and there is room.
+  void resume() {
+    pump();
+    if (waiting_.empty() && outstanding() < srv_->cfg.ws_max_in_flight)
+      read();
+  }
 
   void read() {
     if (reading_ || closing_ || closed_)
@@ -47,63 +71,42 @@ private:
         return self->shut();
       auto text = beast::buffers_to_string(self->in_.data());
       self->in_.consume(self->in_.size());
+      if (unix_now_s() >= self->who_.exp)
+        return self->abort("token expired"); // before its timer: nothing read after exp is applied
       self->handle(text);
       if (self->bad_in_a_row_ >= bad_frames_limit)
         return self->abort("too many bad frames");
-      if (self->outstanding() < self->srv_->cfg.ws_max_in_flight)
-        self->read();
+      self->resume();
     });
   }
 
   void handle(const std::string& text) {
-    auto parsed = parse_json(text);
+    auto parsed = read_warehouse_frame(text, srv_->cfg.ws_max_in_flight);
     if (auto* e = std::get_if<field_error>(&parsed))
       return bad(*e, {});
-    auto& v = std::get<json::value>(parsed);
-    if (v.is_object() && v.as_object().contains("batch")) {
-      auto& o = v.as_object();
-      if (o.size() != 1)
-        return bad({errc::invalid_field, "", "a batch frame has only \"batch\""}, {});
-      if (!o["batch"].is_array())
-        return bad({errc::invalid_field, "batch", "batch must be an array"}, {});
-      auto& items = o["batch"].as_array();
-      for (size_t i = 0; i < items.size(); ++i)
-        item(std::move(items[i]), static_cast<int64_t>(i));
-      return;
-    }
-    item(std::move(v), -1);
+    auto& frame = std::get<warehouse_frame>(parsed);
+    if (!frame.batch)
+      return item(std::move(frame.items.front()), -1);
+    for (size_t i = 0; i < frame.items.size(); ++i)
+      waiting_.emplace_back(std::move(frame.items[i]), static_cast<int64_t>(i));
   }
 
-  /// One {"sku","on_hand","seq"[,"low_stock_threshold"]}; `index` in its batch or -1.
+  /// One pushed level; `index` in its batch or -1.
   void item(json::value v, int64_t index) {
     json::object where;
-    if (index >= 0)
-      where["index"] = index;
-    if (v.is_object()) { // name the item in errors as far as it can be named
-      if (auto* s = v.as_object().if_contains("sku"); s && s->is_string())
-        where["sku"] = *s;
-      if (auto* s = v.as_object().if_contains("seq"); s && s->is_int64())
-        where["seq"] = *s;
-    }
-    auto parsed = body_reader::read(std::move(v), {"sku", "on_hand", "seq", "low_stock_threshold"});
+    auto parsed = read_push_item(std::move(v), index, where);
     if (auto* e = std::get_if<field_error>(&parsed))
       return bad(*e, std::move(where));
-    auto& b = std::get<body_reader>(parsed);
-    auto sku = b.string("sku", true, true);
-    auto on_hand = b.integer("on_hand", true, 0, INT64_MAX);
-    auto seq = b.integer("seq", true, 0, INT64_MAX);
-    auto threshold = b.integer("low_stock_threshold", false, 0, INT64_MAX);
-    if (b.error)
-      return bad(*b.error, std::move(where));
+    auto& p = std::get<push_item>(parsed);
     bad_in_a_row_ = 0;
     ++in_flight_;
-    push_stock_level cmd{*on_hand, *seq, threshold.has_value(), threshold.value_or(0), who_.sub,
-                         "ws:" + wh_};
-    auto key = sku_key(*sku);
+    push_stock_level cmd{p.on_hand, p.seq, p.threshold.has_value(), p.threshold.value_or(0),
+                         who_.sub, "ws:" + wh_};
+    auto key = sku_key(p.sku);
     srv_->ask<stock_result>(
       bridge_, srv_->deps.resolve(key), cluster::routed(key, at_pair<push_stock_level>{wh_, std::move(cmd)}),
       ws_.get_executor(),
-      [self = shared_from_this(), sku = *sku, seq = *seq](caf::expected<stock_result> r) {
+      [self = shared_from_this(), sku = p.sku, seq = p.seq](caf::expected<stock_result> r) {
         --self->in_flight_;
         auto& items = *ws_metrics::get().items;
         if (r) {
@@ -114,8 +117,7 @@ private:
           items.Add({{"outcome", "error"}}).Increment();
           self->send(error_frame(to_reply(r.error()), {{"sku", sku}, {"seq", seq}}));
         }
-        if (self->outstanding() < self->srv_->cfg.ws_max_in_flight)
-          self->read();
+        self->resume();
       });
   }
 
@@ -147,8 +149,7 @@ private:
         return self->shut();
       self->out_.pop_front();
       self->write_next();
-      if (self->outstanding() < self->srv_->cfg.ws_max_in_flight)
-        self->read();
+      self->resume();
     });
   }
 
@@ -166,6 +167,8 @@ private:
       return;
     closed_ = true;
     out_.clear();
+    waiting_.clear();
+    expiry_.cancel();
     if (open_)
       ws_metrics::get().warehouse->Decrement();
     beast::error_code ignored;
@@ -173,13 +176,16 @@ private:
   }
 
   ws_stream ws_;
+  net::steady_timer expiry_; ///< the token's exp
   beast::flat_buffer in_;
   std::shared_ptr<server::impl> srv_;
   caf::actor bridge_;
   principal who_;
   std::string wh_;
+  std::shared_ptr<void> slot_; ///< of max_connections
   // all on the strand
   std::deque<std::string> out_;
+  std::deque<std::pair<json::value, int64_t>> waiting_; ///< a batch's items not yet sent
   size_t in_flight_ = 0;
   int bad_in_a_row_ = 0;
   bool reading_ = false;
@@ -192,9 +198,9 @@ private:
 
 void serve_warehouse_ws(tcp::socket socket, http::request<http::string_body> upgrade,
                         std::shared_ptr<server::impl> srv, caf::actor bridge, principal who,
-                        std::string wh) {
+                        std::string wh, std::shared_ptr<void> slot) {
   std::make_shared<warehouse>(std::move(socket), std::move(srv), std::move(bridge), std::move(who),
-                              std::move(wh))
+                              std::move(wh), std::move(slot))
     ->start(std::move(upgrade));
 }
 

@@ -90,8 +90,10 @@ struct provider {
 struct pending_call {
   payment_call call;
   caf::typed_response_promise<payment_outcome> rp;
-  int attempt = 0;
-  size_t provider = 0;
+  size_t provider = std::string::npos; ///< being tried
+  int attempt = 0;                     ///< attempts on `provider`
+  uint64_t done_with = 0;              ///< bit i: provider i was tried to the end
+  std::string last_error;
   caf::actor_clock::time_point sent;
 };
 
@@ -112,16 +114,34 @@ void observe_breaker(provider& p, caf::actor_clock::time_point now) {
   p.m->breaker_state->Set(s == state::closed ? 0 : s == state::open ? 1 : 2);
 }
 
-/// The provider index for `call` now, or npos when every candidate is open.
-size_t choose(self_ptr self, const payment_call& call, caf::actor_clock::time_point now) {
+/// The provider for `pc`'s next attempt: the one being tried while it has
+/// attempts left and its breaker lets the call through; else the first, in
+/// order of preference, not tried to the end whose breaker does (attempts
+/// start again there). npos: none is left.
+size_t choose(self_ptr self, pending_call& pc, caf::actor_clock::time_point now) {
   auto& ps = self->state.providers;
-  for (size_t i = 0; i < ps.size(); ++i) {
-    if (!call.provider.empty() && ps[i].cfg.name != call.provider)
+  if (pc.provider != std::string::npos) {
+    auto& cur = ps[pc.provider];
+    auto allowed = pc.attempt < self->state.cfg.max_attempts && cur.gate.allow(now);
+    observe_breaker(cur, now);
+    if (allowed)
+      return pc.provider;
+    pc.done_with |= uint64_t{1} << pc.provider;
+  }
+  for (size_t i = 0; i < ps.size() && i < 64; ++i) {
+    if ((pc.done_with >> i & 1) != 0 || (!pc.call.provider.empty() && ps[i].cfg.name != pc.call.provider))
       continue;
     auto allowed = ps[i].gate.allow(now);
     observe_breaker(ps[i], now);
-    if (allowed)
-      return i;
+    if (!allowed)
+      continue;
+    if (pc.provider != std::string::npos)
+      log()->warn("event=payment_failover op={} order_id={} from={} to={} last_error=\"{}\"",
+                  pc.call.op, pc.call.order_id, ps[pc.provider].cfg.name, ps[i].cfg.name,
+                  pc.last_error);
+    pc.provider = i;
+    pc.attempt = 0;
+    return i;
   }
   return std::string::npos;
 }
@@ -149,17 +169,17 @@ void fail_call(self_ptr self, uint64_t id, caf::error err) {
   self->state.calls.erase(i);
 }
 
-/// Transient trouble: retry after a backoff, or give up with `unavailable`.
+/// Transient trouble: the same provider again after a backoff while it has
+/// attempts left and its breaker is not open; else the next provider at once
+/// (attempt() gives up with `unavailable` when none is left).
 void retry_or_give_up(self_ptr self, uint64_t id, const std::string& why) {
   auto& st = self->state;
   auto& pc = st.calls.at(id);
-  if (pc.attempt >= st.cfg.max_attempts) {
-    log()->warn("event=payment_unavailable op={} order_id={} attempts={} last_error=\"{}\"",
-                pc.call.op, pc.call.order_id, pc.attempt, why);
-    return fail_call(self, id,
-                     caf::make_error(errc::unavailable,
-                                     std::string{"payment providers unavailable: " + why}));
-  }
+  pc.last_error = why;
+  auto& p = st.providers[pc.provider];
+  if (pc.attempt >= st.cfg.max_attempts
+      || p.gate.current(self->clock().now()) == protocols::breaker::state::open)
+    return attempt(self, id);
   // Full jitter: uniform in [0, min(max, base * 2^(attempt-1))].
   auto cap = std::min<int64_t>(st.cfg.backoff_max.count(),
                                st.cfg.backoff_base.count() << std::min(pc.attempt - 1, 20));
@@ -171,13 +191,16 @@ void attempt(self_ptr self, uint64_t id) {
   auto& st = self->state;
   auto& pc = st.calls.at(id);
   auto now = self->clock().now();
-  auto chosen = choose(self, pc.call, now);
-  if (chosen == std::string::npos)
+  auto chosen = choose(self, pc, now);
+  if (chosen == std::string::npos) {
+    auto why = pc.last_error.empty() ? std::string{"breaker open"} : pc.last_error;
+    if (!pc.last_error.empty())
+      log()->warn("event=payment_unavailable op={} order_id={} last_error=\"{}\"", pc.call.op,
+                  pc.call.order_id, why);
     return fail_call(self, id,
-                     caf::make_error(errc::unavailable,
-                                     std::string{"payment providers unavailable: breaker open"}));
+                     caf::make_error(errc::unavailable, "payment providers unavailable: " + why));
+  }
   ++pc.attempt;
-  pc.provider = chosen;
   pc.sent = now;
   auto& p = st.providers[chosen];
   caf::actor me = caf::actor_cast<caf::actor>(self);

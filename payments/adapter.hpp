@@ -20,7 +20,7 @@ struct provider_config {
 struct adapter_config {
   std::vector<provider_config> providers; ///< in order of preference
   protocols::breaker_config breaker;                 ///< one breaker per provider
-  int max_attempts = 3;                   ///< per call, on transient errors only
+  int max_attempts = 3;                   ///< per call and provider, on transient errors only
   std::chrono::milliseconds backoff_base{50};
   std::chrono::milliseconds backoff_max{1000};
   std::shared_ptr<transport> net;
@@ -33,10 +33,13 @@ struct adapter_config {
 ///   lets it through (the secondary while the primary is open); every other op
 ///   goes to the provider it names;
 /// - 5xx or no answer is transient: counted by that provider's breaker and
-///   retried up to `max_attempts` with exponential backoff and full jitter on
-///   the provider the breakers then choose; a decline (200) is final;
-/// - all attempts transient, or every breaker open: `unavailable`; a 4xx or
-///   an unreadable answer: `internal` (a bug, not an outage; not retried).
+///   retried on it up to `max_attempts` with exponential backoff and full
+///   jitter; after that (or once its breaker opened) the same call goes on at
+///   once to the next provider it may use, with the same idempotency key. So
+///   a breaker only decides where a call starts; a decline (200) is final;
+/// - every usable provider tried to the end, or every breaker open:
+///   `unavailable`; a 4xx or an unreadable answer: `internal` (a bug, not an
+///   outage; not retried).
 caf::actor spawn_payment_adapter(caf::actor_system& sys, adapter_config cfg);
 
 } // namespace emporium::payments

@@ -28,10 +28,11 @@ struct adapter_fixture : test::deterministic {
   std::shared_ptr<fake_net> net = std::make_shared<fake_net>();
   caf::actor adapter;
 
-  explicit adapter_fixture(int attempts = 3) {
+  /// `minimum_calls`: how many outcomes a breaker needs before it may open.
+  explicit adapter_fixture(int attempts = 3, int minimum_calls = 2) {
     payments::adapter_config cfg;
     cfg.providers = {{"primary", "http://p"}, {"secondary", "http://s"}};
-    cfg.breaker.minimum_calls = 2;
+    cfg.breaker.minimum_calls = minimum_calls;
     cfg.breaker.failure_rate = 0.5;
     cfg.breaker.open_timeout = 5s;
     cfg.max_attempts = attempts;
@@ -50,6 +51,10 @@ struct adapter_fixture : test::deterministic {
 
   payment_call authorize(const std::string& order = "o1") {
     return payment_call{"authorize", "", order + ":authorize", 1999, "EUR", "tok", order, ""};
+  }
+
+  payment_call capture_on_primary(const std::string& order = "o1") {
+    return payment_call{"capture", "primary", order + ":capture", 1999, "EUR", "", order, "a1"};
   }
 };
 
@@ -84,22 +89,78 @@ TEST_CASE_FIXTURE(adapter_fixture, "a decline is final: no retry") {
   CHECK(net->calls.size() == 1);
 }
 
-TEST_CASE_FIXTURE(adapter_fixture, "transient errors are retried after a backoff, then give up as unavailable") {
+TEST_CASE("transient errors are retried on the same provider after a backoff, then the call goes on to the secondary") {
+  adapter_fixture f{3, 100}; // breakers that stay closed: only the attempts decide
+  auto pending = f.send_request(f.adapter, f.authorize());
+  f.run();
+  f.answer(0, 503);
+  CHECK(f.net->calls.size() == 1); // not at once: after a backoff
+  f.advance_time(1s);
+  REQUIRE(f.net->calls.size() == 2);
+  CHECK(f.net->calls[1].base == "http://p");
+  CHECK(f.net->calls[1].key == "o1:authorize"); // the same key: the provider dedupes
+  f.answer(1, 0); // no answer at all (refused, timed out)
+  f.advance_time(1s);
+  REQUIRE(f.net->calls.size() == 3);
+  CHECK(f.net->calls[2].base == "http://p");
+  f.answer(2, 502);
+  // The primary's attempts are spent: the same call, at once, on the secondary.
+  REQUIRE(f.net->calls.size() == 4);
+  CHECK(f.net->calls[3].base == "http://s");
+  CHECK(f.net->calls[3].key == "o1:authorize");
+  f.answer(3, 200, R"({"authorization_id":"s1","status":"authorized"})");
+  auto out = f.receive<payment_outcome>(pending);
+  REQUIRE(out);
+  CHECK(out->provider == "secondary");
+  CHECK(out->authorization_id == "s1");
+}
+
+TEST_CASE("every provider tried to the end: unavailable with the last error, nothing more sent") {
+  adapter_fixture f{2, 100};
+  auto pending = f.send_request(f.adapter, f.authorize());
+  f.run();
+  for (size_t i = 0; i < 4; ++i) {
+    REQUIRE(f.net->calls.size() == i + 1);
+    CHECK(f.net->calls[i].base == (i < 2 ? "http://p" : "http://s"));
+    f.answer(i, 503);
+    f.advance_time(1s);
+  }
+  auto out = f.receive<payment_outcome>(pending);
+  REQUIRE(!out);
+  CHECK(to_errc(out.error()) == errc::unavailable);
+  f.advance_time(10s);
+  CHECK(f.net->calls.size() == 4);
+}
+
+TEST_CASE_FIXTURE(adapter_fixture, "the primary's breaker opening during a call moves that call to the secondary at once") {
   auto pending = send_request(adapter, authorize());
   run();
   answer(0, 503);
-  CHECK(net->calls.size() == 1); // not at once: after a backoff
   advance_time(1s);
   REQUIRE(net->calls.size() == 2);
-  CHECK(net->calls[1].key == "o1:authorize"); // the same key: the provider dedupes
-  answer(1, 0); // no answer at all (refused, timed out)
-  advance_time(1s);
-  REQUIRE(net->calls.size() == 3);
-  answer(2, 502);
+  answer(1, 0); // 2 of 2 failed: the primary opens
+  REQUIRE(net->calls.size() == 3); // no backoff: a different provider
+  CHECK(net->calls[2].base == "http://s");
+  CHECK(net->calls[2].key == "o1:authorize");
+  answer(2, 200, R"({"authorization_id":"s1","status":"authorized"})");
   auto out = receive<payment_outcome>(pending);
-  CHECK(to_errc(out.error()) == errc::unavailable);
-  advance_time(10s);
-  CHECK(net->calls.size() == 3);
+  REQUIRE(out);
+  CHECK(out->provider == "secondary");
+}
+
+TEST_CASE("a call for a named provider never goes to another one") {
+  adapter_fixture f{3, 100};
+  auto pending = f.send_request(f.adapter, f.capture_on_primary());
+  f.run();
+  for (size_t i = 0; i < 3; ++i) {
+    REQUIRE(f.net->calls.size() == i + 1);
+    f.answer(i, 503);
+    f.advance_time(1s);
+  }
+  for (auto& c : f.net->calls)
+    CHECK(c.base == "http://p");
+  CHECK(f.net->calls.size() == 3);
+  CHECK(to_errc(f.receive<payment_outcome>(pending).error()) == errc::unavailable);
 }
 
 TEST_CASE_FIXTURE(adapter_fixture, "a transient error then success answers the success") {
@@ -116,7 +177,7 @@ TEST_CASE_FIXTURE(adapter_fixture, "a transient error then success answers the s
 TEST_CASE("with the primary's breaker open, authorize falls back to the secondary; calls for the primary wait") {
   adapter_fixture f{1}; // one attempt per call: every failure is one breaker outcome
   for (int i = 0; i < 2; ++i) {
-    auto p = f.send_request(f.adapter, f.authorize("o" + std::to_string(i)));
+    auto p = f.send_request(f.adapter, f.capture_on_primary("o" + std::to_string(i)));
     f.run();
     f.answer(f.net->calls.size() - 1, 503);
     CHECK(to_errc(f.receive<payment_outcome>(p).error()) == errc::unavailable);
@@ -131,8 +192,7 @@ TEST_CASE("with the primary's breaker open, authorize falls back to the secondar
   REQUIRE(out);
   CHECK(out->provider == "secondary");
   // A capture of a primary authorization is not sent while the primary is open.
-  auto cap = f.send_request(f.adapter, payment_call{"capture", "primary", "o1:capture", 1999,
-                                                    "EUR", "", "o1", "a1"});
+  auto cap = f.send_request(f.adapter, f.capture_on_primary());
   f.run();
   CHECK(f.net->calls.size() == 3);
   CHECK(to_errc(f.receive<payment_outcome>(cap).error()) == errc::unavailable);
@@ -148,14 +208,16 @@ TEST_CASE("with the primary's breaker open, authorize falls back to the secondar
 
 TEST_CASE("both breakers open: unavailable at once, nothing sent") {
   adapter_fixture f{1};
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < 2; ++i) { // each call: the primary, then the secondary
     auto p = f.send_request(f.adapter, f.authorize("o" + std::to_string(i)));
     f.run();
+    f.answer(f.net->calls.size() - 1, 503);
+    CHECK(f.net->calls.back().base == "http://s");
     f.answer(f.net->calls.size() - 1, 503);
     CHECK(!f.receive<payment_outcome>(p));
   }
   auto sent = f.net->calls.size();
-  CHECK(f.net->calls[sent - 1].base == "http://s");
+  CHECK(sent == 4);
   auto p = f.send_request(f.adapter, f.authorize("o9"));
   f.run();
   CHECK(f.net->calls.size() == sent);

@@ -97,7 +97,10 @@ class Node:
         env = dict(os.environ, EMPORIUM_PG=self.dsn, EMPORIUM_HTTP="127.0.0.1:%d" % self.port,
                    EMPORIUM_JWT_SECRET=SECRET, EMPORIUM_KAFKA="embedded",
                    EMPORIUM_LOG_FORMAT="text", SPDLOG_LEVEL="warn",
-                   EMPORIUM_CLUSTER="127.0.0.1:%d" % self.cluster_port)
+                   EMPORIUM_CLUSTER="127.0.0.1:%d" % self.cluster_port,
+                   # Rate limits off unless a test sets them (limits_test does):
+                   # the other suites drive one customer or one IP at load.
+                   EMPORIUM_RATE_LIMIT_PUBLIC="0", EMPORIUM_RATE_LIMIT_CUSTOMER="0")
         env.update(self.extra)
         self.out = tempfile.TemporaryFile(mode="w+")
         self.proc = spawn([BIN, "serve"], env=env, stdout=self.out)
