@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= 2
 export CCACHE_DIR ?= $(CURDIR)/.var/ccache
 
-.PHONY: all deps build run cluster test bench bench-scale clean
+.PHONY: all deps build run cluster test bench bench-scale fuzz clean
 
 all: build
 
@@ -31,5 +31,8 @@ bench: build
 bench-scale: build
 	bench/scale.sh
 
+fuzz: deps
+	scripts/fuzz.sh
+
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) build-fuzz

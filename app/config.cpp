@@ -198,6 +198,14 @@ const std::vector<setting_row>& rows() {
     {"--max-connections", "EMPORIUM_MAX_CONNECTIONS", "N",
      "open connections (HTTP and WebSocket); beyond, 503 and closed", "10000",
      NUMBER(max_connections, 1, 10000000, SIZE)},
+    {"--failure-hook", "EMPORIUM_FAILURE_HOOK", "0|1",
+     "tests: POST /v1/debug/crash (ops) crashes an actor; needs a build with the hook", "0",
+     [](node_config& c, const std::string& v) -> std::string {
+       if (v != "0" && v != "1")
+         return "must be 0 or 1";
+       c.failure_hook = v == "1";
+       return {};
+     }},
     {"--log-format", "EMPORIUM_LOG_FORMAT", "json|text", "log lines as JSON or text", "json",
      [](node_config& c, const std::string& v) -> std::string {
        if (v != "json" && v != "text")
@@ -212,6 +220,21 @@ const std::vector<setting_row>& rows() {
 } // namespace
 
 /// addr:port, the address an IPv4 or IPv6 literal ([::1] or ::1), port 1..65535.
+std::string redact_dsn(std::string dsn) {
+  if (auto scheme = dsn.find("://"); scheme != std::string::npos) {
+    auto at = dsn.find('@', scheme + 3);
+    auto colon = dsn.find(':', scheme + 3);
+    if (at != std::string::npos && colon != std::string::npos && colon < at)
+      dsn.replace(colon + 1, at - colon - 1, "***");
+  }
+  for (size_t pos = 0; (pos = dsn.find("password=", pos)) != std::string::npos;) {
+    pos += 9;
+    auto end = dsn.find_first_of(" &", pos);
+    dsn.replace(pos, (end == std::string::npos ? dsn.size() : end) - pos, "***");
+  }
+  return dsn;
+}
+
 bool is_loopback(const std::string& host) {
   unsigned char buf[16];
   if (inet_pton(AF_INET, host.c_str(), buf) == 1)

@@ -54,6 +54,7 @@ struct node_config {
   std::vector<gateway::ip_network> trusted_proxies;
   size_t max_inflight = 4096;
   size_t max_connections = 10000;
+  bool failure_hook = false; ///< POST /v1/debug/crash (builds with EMPORIUM_FAILURE_HOOK only)
   std::string log_format = "json";
   /// Cluster: where peers reach this node's middleman, whom to join, the
   /// lease of a shard, and mutual TLS between nodes (all three or none).
@@ -71,6 +72,10 @@ std::string parse_endpoint(const std::string& s, endpoint& out);
 
 /// Whether an IP literal is a loopback address (127.0.0.0/8, ::1).
 bool is_loopback(const std::string& host);
+
+/// A libpq URL or key=value string for logs: the password replaced by "***"
+/// ("postgresql://u:***@h/db", "password=***").
+std::string redact_dsn(std::string dsn);
 
 /// Flags as given: `--name value` pairs, or why they are not.
 struct flag_list {

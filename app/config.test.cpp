@@ -128,3 +128,11 @@ TEST_CASE("limits: the contract's defaults, RATE:BURST or 0, trusted proxies as 
   CHECK(parse({"--trusted-proxies", "10.0.0.0/40"}).second.find("0 to 32") != std::string::npos);
   CHECK_FALSE(parse({"--max-inflight", "0"}).first);
 }
+
+TEST_CASE("a database URL is logged without its password") {
+  CHECK(redact_dsn("postgresql://app:s3cret@db:5432/emporium") == "postgresql://app:***@db:5432/emporium");
+  CHECK(redact_dsn("postgresql://app@db/emporium") == "postgresql://app@db/emporium");
+  CHECK(redact_dsn("postgresql://db/e?password=s3cret&sslmode=require")
+        == "postgresql://db/e?password=***&sslmode=require");
+  CHECK(redact_dsn("host=db password=s3cret user=app") == "host=db password=*** user=app");
+}

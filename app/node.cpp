@@ -12,6 +12,7 @@
 #include "cluster/transport.hpp"
 #include "gateway/server.hpp"
 #include "payments/adapter.hpp"
+#include "protocols/supervisor.hpp"
 #include "persistence/embedded_kafka.hpp"
 #include "persistence/migrations.hpp"
 #include "persistence/outbox_relay.hpp"
@@ -140,7 +141,7 @@ uint16_t node::port() const noexcept {
 caf::expected<std::unique_ptr<node>> node::start(const node_config& c) {
   auto migrated = migrate_when_up(c.pg);
   if (!migrated) {
-    log()->error("event=startup_failed reason=migrations pg={}", c.pg);
+    log()->error("event=startup_failed reason=migrations pg={}", redact_dsn(c.pg));
     return migrated.error();
   }
 
@@ -214,7 +215,11 @@ caf::expected<std::unique_ptr<node>> node::start(const node_config& c) {
     log()->warn("event=no_payment_provider detail=\"checkouts wait in pending until "
                 "EMPORIUM_PAYMENT_PRIMARY is set\"");
   pay_cfg.net = payments::make_http_transport(c.payment_timeout);
-  p->payments = payments::spawn_payment_adapter(sys, pay_cfg);
+  // Supervised (protocols/supervisor): a crash answers what was in flight
+  // unavailable (the saga retries) and restarts it after a backoff.
+  p->payments = protocols::spawn_supervised(sys, "payment_adapter", [pay_cfg](caf::actor_system& s) {
+    return payments::spawn_payment_adapter(s, pay_cfg);
+  });
   actors::order_config order_cfg;
   order_cfg.node = c.node_id;
   order_cfg.resolve = resolve;
@@ -260,7 +265,9 @@ caf::expected<std::unique_ptr<node>> node::start(const node_config& c) {
          return actors::spawn_reservation(s, id, store, resolve, home);
        }}},
     p->shards, stock_cfg.feed);
-  p->relay = persistence::spawn_outbox_relay(sys, outbox);
+  p->relay = protocols::spawn_supervised(sys, "outbox_relay", [outbox](caf::actor_system& s) {
+    return persistence::spawn_outbox_relay(s, outbox); // resumes from its high-water mark
+  });
 
   gateway::gateway_config g;
   g.address = c.http.host;
@@ -279,6 +286,31 @@ caf::expected<std::unique_ptr<node>> node::start(const node_config& c) {
   g.trusted_proxies = c.trusted_proxies;
   g.max_inflight = c.max_inflight;
   g.max_connections = c.max_connections;
+#ifdef EMPORIUM_FAILURE_HOOK
+  if (c.failure_hook) {
+    log()->warn("event=failure_hook_enabled detail=\"POST /v1/debug/crash crashes actors\"");
+    g.failure_hook = [payments = p->payments, relay = p->relay, store = p->store,
+                      resolve](const std::string& kind, const std::string& id) {
+      using namespace protocols;
+      if (kind == "payment_adapter" || kind == "outbox_relay") {
+        caf::anon_send(kind == "outbox_relay" ? relay : payments, crash_atom_v);
+        return true;
+      }
+      if (kind == "store_worker") {
+        caf::anon_send(caf::actor_cast<caf::actor>(store), crash_atom_v);
+        return true;
+      }
+      for (auto k : {entity_kind::sku, entity_kind::product, entity_kind::cart, entity_kind::order,
+                     entity_kind::reservation})
+        if (kind == kind_name(k) && !id.empty()) {
+          entity_key key{k, id};
+          caf::anon_send(resolve(key), crash_atom_v, key);
+          return true;
+        }
+      return false;
+    };
+  }
+#endif
   p->gateway = std::make_unique<gateway::server>(
     g, gateway::gateway_deps{sys, resolve, caf::actor_cast<protocols::health_actor>(store),
                              stock_cfg.view, stock_cfg.feed, p->shards,

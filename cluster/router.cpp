@@ -1,6 +1,7 @@
 #include "cluster/router.hpp"
 
 #include "cluster/assignment.hpp"
+#include "protocols/any_answer.hpp"
 #include "protocols/errc.hpp"
 #include "protocols/logging.hpp"
 #include "protocols/metrics.hpp"
@@ -8,13 +9,11 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
-#include <caf/detail/behavior_impl.hpp>
-#include <caf/detail/invoke_result_visitor.hpp>
-#include <caf/type_erased_tuple.hpp>
 #include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 
 #include <deque>
+#include <random>
 #include <set>
 #include <unordered_map>
 
@@ -92,8 +91,18 @@ struct entry {
   std::vector<std::pair<caf::message, caf::response_promise>> buffered;
 };
 
+/// What the router remembers of a key's crashes.
+struct crash_record {
+  int crashes = 0; ///< in a row, each within stable_after of the one before
+  caf::actor_clock::time_point last;
+  caf::actor_clock::time_point broken_until; ///< requests answer 503 until then
+};
+
 struct shard_state {
   static inline const char* name = "entity_router";
+  std::unordered_map<std::string, crash_record> crashes; ///< by key.str(), bounded
+  std::minstd_rand rng{std::random_device{}()};
+  metrics::mailbox_sampler mailbox{"entity_router"}; ///< all shard actors: one series
   std::unordered_map<std::string, entry> entities; ///< by key.str()
   std::unordered_map<caf::actor_addr, entity_key> keys; ///< of the live entities
   std::map<entity_kind, entity_factory> factories;
@@ -182,6 +191,13 @@ void to_entity(self_ptr self, pending_request& req) {
   auto epoch = current_epoch(self, req.shard);
   auto i = st.entities.find(name);
   if (i == st.entities.end()) {
+    if (auto c = st.crashes.find(name);
+        c != st.crashes.end() && self->clock().now() < c->second.broken_until) {
+      req.rp.deliver(caf::make_error(errc::unavailable,
+                                     std::string{"this entity failed to recover; it is held "
+                                                 "until its restart backoff ends"}));
+      return;
+    }
     auto a = spawn_entity(self, req.key, req.shard, epoch);
     if (!a) {
       req.rp.deliver(caf::make_error(errc::not_found, std::string{"unknown entity kind"}));
@@ -203,25 +219,6 @@ void to_entity(self_ptr self, pending_request& req) {
   e.last_used = self->clock().now();
   req.rp.delegate(e.actor, std::move(req.msg));
 }
-
-/// A response handler taking any answer, whatever its type (CAF 0.17's
-/// behaviors have no catch-all): the forwarded request's answer is passed on
-/// as the message it is.
-class any_answer final : public caf::detail::behavior_impl {
-public:
-  explicit any_answer(std::function<void(caf::message)> f) : f_(std::move(f)) {
-    begin_ = end_ = nullptr;
-  }
-  caf::match_case::result invoke(caf::detail::invoke_result_visitor& v,
-                                 caf::type_erased_tuple& xs) override {
-    f_(caf::message::copy(xs));
-    v();
-    return caf::match_case::match;
-  }
-
-private:
-  std::function<void(caf::message)> f_;
-};
 
 void arm_retry(self_ptr self) {
   if (self->state.retry_armed || self->state.waiting.empty())
@@ -277,10 +274,7 @@ void to_peer(self_ptr self, pending_request req, const caf::actor& peer) {
     }
     shared->rp.deliver(std::move(answer));
   };
-  caf::behavior handler;
-  handler.assign(caf::intrusive_ptr<caf::detail::behavior_impl>{
-    caf::make_counted<any_answer>(std::move(on_answer))});
-  self->add_multiplexed_response_handler(h.id(), std::move(handler));
+  on_any_answer(self, h.id(), std::move(on_answer));
 }
 
 /// Local if this node holds the shard; else to its owner; else it waits.
@@ -323,6 +317,54 @@ void pump(self_ptr self) {
     route(self, std::move(req), false);
   }
   arm_retry(self);
+}
+
+/// An abnormal end: not a stop it agreed to (normal), not the node's
+/// shutdown, not a fencing or version conflict (another writer: it recovers
+/// from PostgreSQL on next use, as designed).
+bool crashed(const caf::error& reason) {
+  if (!reason || reason == caf::exit_reason::user_shutdown)
+    return false;
+  auto e = to_errc(reason);
+  return e != errc::conflict && e != errc::fenced;
+}
+
+/// Starts `key` again (wherever its shard lives now) and tells it to resume,
+/// as cluster::tell does (resume_atom is not answered).
+void restart(self_ptr self, const entity_key& key) {
+  self->send(self, route_atom_v, key, caf::make_message(resume_atom_v));
+}
+
+/// Counts a crash of `key`; from the second in a row holds it broken for a
+/// backoff; restarts an order (its saga must go on) at once or after it.
+void on_crash(self_ptr self, const entity_key& key) {
+  auto& st = self->state;
+  auto now = self->clock().now();
+  auto name = key.str();
+  if (st.crashes.size() >= st.cfg.max_crash_records && st.crashes.count(name) == 0) {
+    for (auto i = st.crashes.begin(); i != st.crashes.end();) // forget the settled ones
+      i = now - i->second.last > st.cfg.stable_after ? st.crashes.erase(i) : std::next(i);
+    if (st.crashes.size() >= st.cfg.max_crash_records)
+      st.crashes.erase(st.crashes.begin());
+  }
+  auto& rec = st.crashes[name];
+  rec.crashes = rec.crashes > 0 && now - rec.last <= st.cfg.stable_after ? rec.crashes + 1 : 1;
+  rec.last = now;
+  metrics::restarts(std::string{kind_name(key.kind)}).Increment();
+  caf::timespan delay{0};
+  if (rec.crashes > 1) {
+    auto cap = std::min<int64_t>(st.cfg.restart_max.count(),
+                                 st.cfg.restart_base.count() << std::min(rec.crashes - 2, 30));
+    delay = caf::timespan{cap / 2 + std::uniform_int_distribution<int64_t>{0, cap / 2}(st.rng)};
+    rec.broken_until = now + delay;
+    log()->warn("event=entity_broken key={} crashes={} held_ms={}", name, rec.crashes,
+                std::chrono::duration_cast<std::chrono::milliseconds>(delay).count());
+  }
+  if (key.kind != entity_kind::order)
+    return; // the next request starts it again
+  if (delay.count() == 0)
+    return restart(self, key);
+  self->delayed_send(self, delay, resume_atom_v, key);
 }
 
 pending_request make_request(self_ptr self, const entity_key& key, caf::message& msg) {
@@ -370,8 +412,10 @@ caf::behavior shard_behavior(self_ptr self, router_config cfg,
     auto e = st.entities.find(key.str());
     if (e == st.entities.end())
       return;
-    if (dm.reason && dm.reason != caf::exit_reason::user_shutdown)
+    if (crashed(dm.reason)) {
       log()->warn("event=entity_down key={} reason={}", key.str(), self->system().render(dm.reason));
+      on_crash(self, key);
+    }
     // Requests that waited for the old instance to finish go where the key
     // lives now: a fresh instance here (it recovers from what the old one
     // made durable), or the shard's new owner.
@@ -386,6 +430,7 @@ caf::behavior shard_behavior(self_ptr self, router_config cfg,
   });
   return {
     [self](route_atom, const entity_key& key, caf::message& msg) {
+      self->state.mailbox.tick(self);
       route(self, make_request(self, key, msg), false);
     },
     [self](forward_atom, const entity_key& key, caf::message& msg) {
@@ -413,6 +458,14 @@ caf::behavior shard_behavior(self_ptr self, router_config cfg,
     [self](tick_atom) {
       self->state.retry_armed = false;
       pump(self);
+    },
+    [self](crash_atom, const entity_key& key) { // the failure-injection hook
+      if (auto e = self->state.entities.find(key.str()); e != self->state.entities.end())
+        self->send_exit(e->second.actor, caf::exit_reason::kill);
+    },
+    [self](resume_atom, const entity_key& key) { // an order's restart backoff ended
+      if (self->state.entities.count(key.str()) == 0)
+        restart(self, key);
     },
     [self, sweep_every](sweep_atom) {
       auto& st = self->state;

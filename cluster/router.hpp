@@ -44,6 +44,16 @@ struct router_config {
   /// shard without a reachable owner is answered 503 at once, not after
   /// transit_timeout (optional).
   std::shared_ptr<const std::atomic<bool>> unreachable;
+  /// Supervision of entities: one that dies abnormally (not passivated,
+  /// handed off or fenced) is a crash. An order is restarted at once and told
+  /// to resume its saga; the others on their next request. A second crash
+  /// within `stable_after` holds the key broken for a backoff (restart_base
+  /// doubling per crash up to restart_max, half of it jittered): its requests
+  /// answer 503 at once, an order restarts when it ends.
+  caf::timespan restart_base = std::chrono::seconds{1};
+  caf::timespan restart_max = std::chrono::seconds{60};
+  caf::timespan stable_after = std::chrono::seconds{60};
+  size_t max_crash_records = 10000; ///< keys remembered per shard actor (bounded)
 };
 
 /// Entity addressing: key -> stable shard id (cluster/assignment.hpp) -> the

@@ -179,3 +179,96 @@ TEST_CASE_FIXTURE(entity_fixture, "an entity that never says whether it stops se
   for (size_t i = 0; i < 1024; ++i)
     CHECK(receive<stock_level>(waiting[i]));
 }
+
+namespace {
+
+/// Entities that answer ping, crash on tick (or quit with `quit_with`), and
+/// count resume_atom: enough to watch the router supervise them.
+struct supervised_fixture : test::deterministic {
+  int spawned = 0;
+  int resumed = 0;
+  caf::error quit_with = caf::make_error(errc::internal, std::string{"injected crash"});
+  cluster::entity_factory factory = [this](caf::actor_system& s, const std::string&,
+                                           const caf::actor&, const protocols::fence&) {
+    ++spawned;
+    return s.spawn([this](caf::event_based_actor* self) -> caf::behavior {
+      return {
+        [](ping_atom) { return ok_atom_v; },
+        [this, self](tick_atom) { self->quit(quit_with); },
+        [this](resume_atom) { ++resumed; },
+      };
+    });
+  };
+  cluster::entity_router router{sys, cluster::router_config{1024, 2, 0s},
+                                {{entity_kind::cart, factory}, {entity_kind::order, factory}}};
+
+  bool ping(const entity_key& key) {
+    auto pending = send_request(router.shard_for(key), caf::make_message(route_atom_v, key,
+                                                                         caf::make_message(ping_atom_v)));
+    run();
+    auto r = receive<ok_atom>(pending);
+    if (!r)
+      CHECK(to_errc(r.error()) == errc::unavailable);
+    return static_cast<bool>(r);
+  }
+
+  void crash(const entity_key& key) {
+    self->send(router.shard_for(key), route_atom_v, key, caf::make_message(tick_atom_v));
+    run();
+  }
+};
+
+} // namespace
+
+TEST_CASE_FIXTURE(supervised_fixture, "a crashed entity starts again on its next request; crashing again soon holds it broken for a backoff") {
+  auto key = cart_key("c1");
+  CHECK(ping(key));
+  crash(key);
+  CHECK(ping(key)); // recovered by a fresh instance
+  CHECK(spawned == 2);
+  crash(key); // the second crash within stable_after: held for 0.5 .. 1 s
+  CHECK_FALSE(ping(key));
+  CHECK(spawned == 2); // not respawned in a loop
+  advance_time(1s);
+  CHECK(ping(key));
+  CHECK(spawned == 3);
+  crash(key); // third in a row: 1 .. 2 s
+  advance_time(900ms);
+  CHECK_FALSE(ping(key));
+  advance_time(1100ms);
+  CHECK(ping(key));
+  // Stable for stable_after: the next crash counts as the first again.
+  advance_time(61s);
+  crash(key);
+  CHECK(ping(key));
+  CHECK(resumed == 0); // only orders are resumed
+}
+
+TEST_CASE_FIXTURE(supervised_fixture, "an order that crashes is restarted at once and resumes; again after its backoff") {
+  auto key = order_key("o1");
+  CHECK(ping(key));
+  crash(key);
+  CHECK(spawned == 2); // without any request
+  CHECK(resumed == 1);
+  crash(key);
+  CHECK(spawned == 2);
+  advance_time(1s);
+  CHECK(spawned == 3);
+  CHECK(resumed == 2);
+  CHECK(ping(key));
+}
+
+TEST_CASE_FIXTURE(supervised_fixture, "quitting for another writer or at shutdown is no crash") {
+  quit_with = caf::make_error(errc::conflict, std::string{"another writer"});
+  auto key = cart_key("c2");
+  for (int i = 0; i < 3; ++i) {
+    CHECK(ping(key));
+    crash(key);
+  }
+  CHECK(ping(key));
+  CHECK(spawned == 4);
+  quit_with = caf::make_error(errc::conflict, std::string{"another writer"});
+  crash(order_key("o2")); // spawned by the tick itself, quits: not restarted
+  CHECK(spawned == 5);
+  CHECK(resumed == 0);
+}

@@ -14,6 +14,7 @@ void readyz(exchange& x);
 void metrics(exchange& x);
 void storefront_ws(exchange& x);
 void warehouse_ws(exchange& x);
+void inject_failure(exchange& x);
 
 // cluster_handlers.cpp: membership, shard owners, drain (ops)
 void get_cluster(exchange& x);

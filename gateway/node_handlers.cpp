@@ -1,6 +1,7 @@
 #include "gateway/handlers.hpp"
 
 #include "cluster/shard_table.hpp"
+#include "gateway/server.hpp"
 #include "protocols/metrics.hpp"
 
 namespace emporium::gateway::handlers {
@@ -33,6 +34,22 @@ void storefront_ws(exchange& x) {
 
 void warehouse_ws(exchange& x) {
   x.upgrade_warehouse(x.param("warehouse"));
+}
+
+void inject_failure(exchange& x) {
+  auto& hook = x.config().failure_hook;
+  if (!hook)
+    return x.fail(errc::not_found, "no route for POST /v1/debug/crash (the failure hook is off)");
+  auto b = x.read_body({"kind", "id"});
+  if (!b)
+    return;
+  auto kind = b->string("kind", true, false, 32);
+  auto id = b->string("id", false, true);
+  if (b->error)
+    return x.fail(*b->error);
+  if (!hook(*kind, id.value_or("")))
+    return x.fail(field_error{errc::invalid_field, "kind", "no such kind of actor, or no id for it"});
+  x.respond(202, {{"kind", *kind}, {"status", "crashing"}});
 }
 
 } // namespace emporium::gateway::handlers

@@ -16,6 +16,8 @@ const std::vector<route>& route_table() {
     {m::get, "/v1/cluster", a::ops, h::get_cluster},
     {m::get, "/v1/cluster/owner", a::ops, h::get_owner},
     {m::post, "/v1/cluster/nodes/{node_id}/drain", a::ops, h::drain_node},
+    // tests: the failure-injection hook (404 unless the node enables it)
+    {m::post, "/v1/debug/crash", a::ops, h::inject_failure},
     // WebSockets (docs/api.md): the storefront's topics decide per subscription
     {m::get, "/v1/ws", a::optional_token, h::storefront_ws},
     {m::get, "/v1/warehouses/{warehouse}/ws", a::warehouse_or_ops, h::warehouse_ws},

@@ -42,6 +42,11 @@ struct gateway_config {
   std::vector<ip_network> trusted_proxies; ///< whose X-Forwarded-For names the client
   size_t max_inflight = 4096;      ///< requests waiting on actors; beyond, 503 at once
   size_t max_connections = 10000;  ///< open connections; beyond, 503 and closed
+  /// The failure-injection hook behind POST /v1/debug/crash (ops): crashes
+  /// an actor of `kind` ("payment_adapter", "outbox_relay", "store_worker",
+  /// or an entity kind with `id`); false for an unknown kind. Null (release
+  /// builds, or not enabled): the route answers 404.
+  std::function<bool(const std::string& kind, const std::string& id)> failure_hook;
 };
 
 /// What the gateway talks to: entities by key (through cluster/seam), and

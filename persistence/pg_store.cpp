@@ -1004,6 +1004,7 @@ protocols::store_actor spawn_pg_store(caf::actor_system& sys, const pg_store_con
     workers.push_back(spawn_pg_worker(sys, cfg));
   store_front_config front;
   front.unreachable = cfg.unreachable;
+  front.respawn_worker = [&sys, cfg] { return spawn_pg_worker(sys, cfg); };
   return spawn_store_front(sys, std::move(workers), front, spawn_pg_worker(sys, cfg));
 }
 

@@ -12,6 +12,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <random>
 
 namespace emporium::persistence {
 
@@ -41,6 +42,8 @@ struct lane {
   uint64_t group_id = 0; ///< of the group in flight (the hang timer's reference)
   bool hung = false;     ///< the group in flight was counted as a failed call already
   bool dead = false;     ///< its worker went down: writes for it are refused
+  int crashes = 0;       ///< of its worker, in a row (restart backoff)
+  caf::actor_clock::time_point started; ///< of its worker
   size_t waiting() const { return stock.size() + entities.size(); }
 };
 
@@ -54,6 +57,8 @@ struct front_state {
   size_t next_read = 0;
   breaker pg;
   breaker::state shown = breaker::state::closed;
+  std::minstd_rand rng{std::random_device{}()};
+  protocols::metrics::mailbox_sampler mailbox{"store_front"};
 };
 
 struct front_metrics {
@@ -299,6 +304,7 @@ void look_at_group(self_ptr self, size_t i, uint64_t group) {
 template <class Write>
 void enqueue(self_ptr self, size_t i, queue<Write> lane::*q, Write w) {
   auto& l = self->state.lanes[i];
+  self->state.mailbox.tick(self);
   auto rp = self->make_response_promise();
   if (self->state.pg.current(self->clock().now()) == breaker::state::open) {
     rp.deliver(breaker_open());
@@ -327,7 +333,7 @@ caf::behavior front(self_ptr self, std::vector<caf::actor> workers, caf::actor p
   st.pg = breaker{cfg.breaker};
   for (auto& w : workers) {
     self->monitor(w);
-    st.lanes.push_back(lane{w, false, {}, {}, {}, 0, false, false});
+    st.lanes.push_back(lane{w, false, {}, {}, {}, 0, false, false, 0, self->clock().now()});
   }
   self->set_exit_handler([self](caf::exit_msg& msg) {
     for (auto& l : self->state.lanes)
@@ -343,14 +349,29 @@ caf::behavior front(self_ptr self, std::vector<caf::actor> workers, caf::actor p
     auto err = caf::make_error(errc::unavailable, std::string{"a store worker went down"});
     if (self->state.probe && self->state.probe.address() == dm.source)
       self->state.probe = nullptr; // from here a long group alone trips
-    for (auto& l : self->state.lanes)
-      if (l.worker.address() == dm.source) {
-        if (l.in_flight)
-          answer_all(*l.in_flight, err);
-        l.in_flight.reset();
-        refuse_waiting(l, err);
-        l.dead = true;
-      }
+    auto& st = self->state;
+    for (size_t i = 0; i < st.lanes.size(); ++i) {
+      auto& l = st.lanes[i];
+      if (l.worker.address() != dm.source)
+        continue;
+      if (l.in_flight)
+        answer_all(*l.in_flight, err);
+      l.in_flight.reset();
+      l.busy = false;
+      l.hung = false;
+      refuse_waiting(l, err);
+      l.dead = true;
+      if (!st.cfg.respawn_worker || !dm.reason || dm.reason == caf::exit_reason::user_shutdown)
+        continue;
+      auto now = self->clock().now();
+      l.crashes = now - l.started >= st.cfg.restart.stable_after ? 1 : l.crashes + 1;
+      auto delay = protocols::restart_delay(st.cfg.restart, l.crashes, st.rng);
+      protocols::metrics::restarts("store_worker").Increment();
+      log()->error("event=store_worker_crashed lane={} crashes={} restart_in_ms={} reason={}", i,
+                   l.crashes, std::chrono::duration_cast<std::chrono::milliseconds>(delay).count(),
+                   self->system().render(dm.reason));
+      self->delayed_send(self, delay, resume_atom_v, static_cast<uint64_t>(i));
+    }
   });
   auto any = [self]() -> const caf::actor& {
     auto& st = self->state;
@@ -407,6 +428,21 @@ caf::behavior front(self_ptr self, std::vector<caf::actor> workers, caf::actor p
       return rp;
     },
     [self](tick_atom, uint64_t group, uint64_t i) { look_at_group(self, i, group); },
+    [self](crash_atom) { // the failure-injection hook: the first live worker
+      for (auto& l : self->state.lanes)
+        if (!l.dead)
+          return self->send_exit(l.worker, caf::exit_reason::kill);
+    },
+    [self](resume_atom, uint64_t i) { // a crashed worker's backoff ended
+      auto& l = self->state.lanes.at(i);
+      if (!l.dead)
+        return;
+      l.worker = self->state.cfg.respawn_worker();
+      l.started = self->clock().now();
+      self->monitor(l.worker);
+      l.dead = false;
+      log()->info("event=store_worker_restarted lane={}", i);
+    },
   };
 }
 

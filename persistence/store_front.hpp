@@ -1,5 +1,9 @@
 #pragma once
 
+#include "protocols/supervisor.hpp"
+
+#include <functional>
+
 #include "protocols/actors.hpp"
 #include "protocols/breaker.hpp"
 
@@ -36,6 +40,10 @@ struct store_front_config {
   std::chrono::milliseconds start_within{2000};
   /// Set while the breaker is not closed (optional).
   std::shared_ptr<std::atomic<bool>> unreachable;
+  /// Starts a worker in place of one that crashed, after `restart`'s backoff
+  /// (its lane refuses writes meanwhile). Null: a dead lane stays dead.
+  std::function<caf::actor()> respawn_worker;
+  protocols::restart_policy restart;
 };
 
 /// The store's one handle, on the scheduler (it only queues and forwards).

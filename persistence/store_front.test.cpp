@@ -218,6 +218,41 @@ TEST_CASE("a worker that goes down answers its group and its waiting writes unav
   }
 }
 
+TEST_CASE("a crashed worker is started again after a backoff and its lane serves again") {
+  using namespace std::chrono_literals;
+  store_front_config cfg;
+  int respawned = 0;
+  front_fixture* fp = nullptr;
+  cfg.respawn_worker = [&] {
+    ++respawned;
+    fp->worker = spawn_worker(fp->sys, fp->ctl);
+    return fp->worker;
+  };
+  cfg.restart = {100ms, 1s, 60s, 3};
+  front_fixture f{cfg};
+  fp = &f;
+  auto in_flight = f.send_request(f.front, batch("P0", 1));
+  f.run();
+  caf::anon_send_exit(f.worker, caf::exit_reason::kill);
+  f.run();
+  CHECK(to_errc(f.receive<ok_atom>(in_flight).error()) == errc::unavailable);
+  auto refused = f.send_request(f.front, batch("P1", 1)); // during the backoff: refused at once
+  f.run();
+  CHECK(to_errc(f.receive<ok_atom>(refused).error()) == errc::unavailable);
+  CHECK(respawned == 0);
+  f.advance_time(100ms);
+  CHECK(respawned == 1);
+  auto served = f.send_request(f.front, batch("P2", 1));
+  f.run();
+  REQUIRE(f.ctl->groups.size() == 2); // the new worker got it
+  f.commit_one();
+  CHECK(f.receive<ok_atom>(served));
+  // A shutdown of the worker (not a crash) is not restarted.
+  caf::anon_send_exit(f.worker, caf::exit_reason::user_shutdown);
+  f.advance_time(2s);
+  CHECK(respawned == 1);
+}
+
 namespace {
 
 group_outcome all_failed(const write_group& g) {

@@ -2,6 +2,8 @@
 
 #include <prometheus/text_serializer.h>
 
+#include <algorithm>
+
 namespace emporium::protocols::metrics {
 
 prometheus::Registry& registry() {
@@ -24,6 +26,24 @@ prometheus::Gauge& actors(const std::string& kind) {
   static auto& family = prometheus::BuildGauge()
                           .Name("emporium_actors")
                           .Help("Live actors by kind")
+                          .Register(registry());
+  return family.Add({{"kind", kind}});
+}
+
+mailbox_sampler::mailbox_sampler(const std::string& actor, uint32_t every)
+  : every_(std::max<uint32_t>(1, every)) {
+  static auto& family = prometheus::BuildGauge()
+                          .Name("emporium_mailbox_depth")
+                          .Help("Messages waiting in a hot actor's mailbox, sampled every 256th "
+                                "message it takes")
+                          .Register(registry());
+  depth_ = &family.Add({{"actor", actor}});
+}
+
+prometheus::Counter& restarts(const std::string& kind) {
+  static auto& family = prometheus::BuildCounter()
+                          .Name("emporium_actor_restarts_total")
+                          .Help("Actors restarted after a crash, by kind")
                           .Register(registry());
   return family.Add({{"kind", kind}});
 }

@@ -24,4 +24,28 @@ const prometheus::Histogram::BucketBoundaries& latency_buckets();
 /// Live actors by kind (`emporium_actors{kind}`).
 prometheus::Gauge& actors(const std::string& kind);
 
+/// Crashes answered by a restart, by actor kind
+/// (`emporium_actor_restarts_total{kind}`: entities by their kind, supervised
+/// actors by theirs). Rare: callers need not keep the series.
+prometheus::Counter& restarts(const std::string& kind);
+
+/// Samples a hot actor's own mailbox depth into
+/// `emporium_mailbox_depth{actor}` on every `every`-th call of tick() (a
+/// mailbox can only be measured by its owner; sampling keeps it off the
+/// per-message cost).
+class mailbox_sampler {
+public:
+  explicit mailbox_sampler(const std::string& actor, uint32_t every = 256);
+  template <class Self>
+  void tick(Self* self) {
+    if (++calls_ % every_ == 0)
+      depth_->Set(static_cast<double>(self->mailbox().size()));
+  }
+
+private:
+  prometheus::Gauge* depth_;
+  uint32_t every_;
+  uint32_t calls_ = 0;
+};
+
 } // namespace emporium::protocols::metrics

@@ -110,5 +110,7 @@ CAF_ADD_ATOM(emporium, emporium::protocols, owners_atom, "owners")
 CAF_ADD_ATOM(emporium, emporium::protocols, forward_atom, "forward")
 CAF_ADD_ATOM(emporium, emporium::protocols, drain_atom, "drain")
 CAF_ADD_ATOM(emporium, emporium::protocols, dial_atom, "dial")
+/// The failure-injection hook (POST /v1/debug/crash): kill a child abnormally.
+CAF_ADD_ATOM(emporium, emporium::protocols, crash_atom, "crash")
 
 CAF_END_TYPE_ID_BLOCK(emporium)

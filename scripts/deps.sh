@@ -9,6 +9,7 @@ packages=(
   libpqxx-dev librdkafka-dev libspdlog-dev doctest-dev libssl-dev prometheus-cpp-dev
   postgresql
   python3 curl kcat
+  clang libclang-rt-14-dev libfuzzer-14-dev
 )
 missing=()
 for p in "${packages[@]}"; do

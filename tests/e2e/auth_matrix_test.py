@@ -43,6 +43,7 @@ MATRIX = {
     ("GET", "/v1/cluster"): row("ops", 200),
     ("GET", "/v1/cluster/owner"): row("ops", 200),
     ("POST", "/v1/cluster/nodes/{node_id}/drain"): row("ops", 404),  # a node that is not there
+    ("POST", "/v1/debug/crash"): row("ops", 404),  # the failure hook, off unless enabled
     # a plain GET (no upgrade) once admitted: 400 field Upgrade
     ("GET", "/v1/ws"): row("optional_token", 400),
     ("GET", "/v1/warehouses/{warehouse}/ws"): row("warehouse_or_ops", 400),
