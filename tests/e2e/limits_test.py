@@ -24,6 +24,15 @@ def rss_kib(pid):
     raise RuntimeError("no VmRSS")
 
 
+def read_until_closed(sock):
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
 def loadgen(port, *args):
     out = subprocess.run([LOADGEN, "--port", str(port)] + [str(a) for a in args], check=True,
                          capture_output=True, text=True, timeout=120).stdout
@@ -120,13 +129,7 @@ class RateLimits(unittest.TestCase):
         try:
             head = "".join("%s: %s\r\n" % kv for kv in headers.items())
             s.sendall(("%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n%s\r\n" % (method, path, head)).encode())
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-            return int(data.split(b" ", 2)[1])
+            return int(read_until_closed(s).split(b" ", 2)[1])
         finally:
             s.close()
 
@@ -163,12 +166,7 @@ class Overload(unittest.TestCase):
             held = [socket.create_connection(("127.0.0.1", n.port), timeout=10) for _ in range(4)]
             time.sleep(0.2)  # accepted (the node counts a connection once it accepts it)
             extra = socket.create_connection(("127.0.0.1", n.port), timeout=10)
-            data = b""
-            while True:
-                chunk = extra.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
+            data = read_until_closed(extra)
             extra.close()
             self.assertTrue(data.startswith(b"HTTP/1.1 503"), data)
             self.assertIn(b"Retry-After: 1", data)
