@@ -89,12 +89,19 @@ constexpr size_t max_in_flight = 2;
 /// How long a pair waits before writing expiries again after a failed write.
 constexpr std::chrono::milliseconds expiry_retry{1000};
 
+prometheus::Gauge& pair_mailbox_series() {
+  static auto& series = metrics::mailbox_sampler::series("stock_pair");
+  return series;
+}
+
 struct stock_state {
   static inline const char* name = "stock";
 
   stock_state(caf::local_actor* self) : clock(self) {
   }
 
+  /// Sampled on reservations (the hot path): `emporium_mailbox_depth{actor="stock_pair"}`.
+  metrics::mailbox_sampler mailbox{pair_mailbox_series()};
   stock_level durable; ///< the level PostgreSQL has
   stock_level level;   ///< working: durable + batches in flight + pending changes
   std::unordered_map<std::string, hold_view> holds; ///< working live holds ("held", "committed")
@@ -445,6 +452,7 @@ stock_actor::behavior_type stock_behavior(self_ptr self, pair_snapshot snapshot,
     },
     [self](reserve_stock& c) {
       auto& st = self->state;
+      st.mailbox.tick(self);
       auto& l = st.level;
       if (c.reservation_id.empty())
         c.reservation_id = new_id("rsv_");

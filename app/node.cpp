@@ -31,6 +31,7 @@
 #include <malloc.h>
 
 #include <condition_variable>
+#include <cstdlib>
 #include <iostream>
 #include <mutex>
 #include <set>
@@ -289,15 +290,34 @@ caf::expected<std::unique_ptr<node>> node::start(const node_config& c) {
 #ifdef EMPORIUM_FAILURE_HOOK
   if (c.failure_hook) {
     log()->warn("event=failure_hook_enabled detail=\"POST /v1/debug/crash crashes actors\"");
-    g.failure_hook = [payments = p->payments, relay = p->relay, store = p->store,
-                      resolve](const std::string& kind, const std::string& id) {
+    g.failure_hook = [raw = p.get(), resolve](const std::string& kind, const std::string& id) {
       using namespace protocols;
-      if (kind == "payment_adapter" || kind == "outbox_relay") {
-        caf::anon_send(kind == "outbox_relay" ? relay : payments, crash_atom_v);
+      auto& p = *raw; // the hook runs while the node is up
+      // Singletons behind protocols::spawn_supervised.
+      for (auto [name, target] : {std::pair{"payment_adapter", &p.payments},
+                                  std::pair{"outbox_relay", &p.relay},
+                                  std::pair{"coordinator", &p.coordinator}})
+        if (kind == name && *target) {
+          caf::anon_send(*target, crash_atom_v);
+          return true;
+        }
+      // Slots of a protocols::actor_group; `id` is the slot number.
+      auto slot = id.empty() ? size_t{0} : static_cast<size_t>(std::strtoul(id.c_str(), nullptr, 10));
+      if (kind == "entity_router") {
+        caf::anon_send((*p.router->shard_actors())[slot % p.router->shard_actors()->size()],
+                       crash_atom_v);
+        return true;
+      }
+      if (kind == "gateway_bridge") {
+        p.gateway->crash_bridge(slot);
+        return true;
+      }
+      if (kind == "feed_relay" && p.router->feed_relay()) {
+        caf::anon_send(p.router->feed_relay(), crash_atom_v);
         return true;
       }
       if (kind == "store_worker") {
-        caf::anon_send(caf::actor_cast<caf::actor>(store), crash_atom_v);
+        caf::anon_send(caf::actor_cast<caf::actor>(p.store), crash_atom_v);
         return true;
       }
       for (auto k : {entity_kind::sku, entity_kind::product, entity_kind::cart, entity_kind::order,
@@ -381,8 +401,16 @@ caf::expected<void> node::join_cluster(const node_config& c,
       n += protocols::metrics::actors(kind).Value();
     return static_cast<int64_t>(n);
   };
-  p.coordinator = cluster::spawn_coordinator(sys, std::move(cc), p.membership, p.shards,
-                                             p.router->shard_actors(), std::move(connect));
+  // Supervised: a restarted coordinator starts from PostgreSQL's view (its
+  // own leases, under the same incarnation, are taken up again at its first
+  // round) and dials its peers anew.
+  auto group = p.router->shard_actors();
+  cluster::shard_actors_fn router = [group] { return group->all(); };
+  auto membership = p.membership;
+  p.coordinator = protocols::spawn_supervised(
+    sys, "coordinator", [cc, membership, shards, router, connect](caf::actor_system& s) {
+      return cluster::spawn_coordinator(s, cc, membership, shards, router, connect);
+    });
   caf::anon_send(p.router->endpoint(), protocols::owners_atom_v, p.coordinator);
   std::cout << "cluster: " << c.cluster.host << ":" << *bound
             << (transport.tls() ? " (mutual TLS)" : " (plain, loopback)") << std::endl;

@@ -79,7 +79,7 @@ struct coordinator_state {
   coordinator_config cfg;
   membership_actor membership;
   std::shared_ptr<shard_table> table;
-  std::vector<caf::actor> shard_actors;
+  shard_actors_fn shard_actors; ///< the router's current shard actors (none in tests)
   caf::actor dialer;
   std::string status = "joining";
   std::map<uint32_t, int64_t> held;   ///< shard -> epoch, lease renewed by the last round
@@ -112,8 +112,12 @@ std::chrono::steady_clock::time_point valid_until(const coordinator_config& cfg,
 
 void round(self_ptr self);
 
+std::vector<caf::actor> shard_actors(self_ptr self) {
+  return self->state.shard_actors ? self->state.shard_actors() : std::vector<caf::actor>{};
+}
+
 void notify_router(self_ptr self) {
-  for (auto& a : self->state.shard_actors)
+  for (auto& a : shard_actors(self))
     self->send(a, owners_atom_v);
   for (auto& a : self->state.cfg.also_notify)
     self->send(a, owners_atom_v);
@@ -125,7 +129,8 @@ void continue_handoff(self_ptr self) {
   auto& st = self->state;
   if (st.moving.empty() || st.asking_router)
     return;
-  if (st.shard_actors.empty()) { // nothing hosts entities here (tests)
+  auto router = shard_actors(self);
+  if (router.empty()) { // nothing hosts entities here (tests)
     for (auto s : st.moving)
       if (st.held.count(s) > 0)
         st.to_release.push_back(s);
@@ -135,8 +140,8 @@ void continue_handoff(self_ptr self) {
   st.asking_router = true;
   std::vector<uint32_t> shards(st.moving.begin(), st.moving.end());
   auto left = std::make_shared<uint64_t>(0);
-  auto pending = std::make_shared<size_t>(st.shard_actors.size());
-  for (auto& a : st.shard_actors)
+  auto pending = std::make_shared<size_t>(router.size());
+  for (auto& a : router)
     self->request(a, std::chrono::seconds{10}, handoff_atom_v, shards)
       .then(
         [self, left, pending, shards](uint64_t n) {
@@ -361,7 +366,7 @@ void round(self_ptr self) {
 }
 
 caf::behavior coordinator(self_ptr self, coordinator_config cfg, membership_actor membership,
-                          std::shared_ptr<shard_table> table, std::vector<caf::actor> shard_actors,
+                          std::shared_ptr<shard_table> table, shard_actors_fn shard_actors,
                           peer_connector connect) {
   auto& st = self->state;
   st.cfg = std::move(cfg);
@@ -431,7 +436,7 @@ caf::behavior coordinator(self_ptr self, coordinator_config cfg, membership_acto
 caf::actor spawn_coordinator(caf::actor_system& sys, coordinator_config cfg,
                              protocols::membership_actor membership,
                              std::shared_ptr<shard_table> table,
-                             std::vector<caf::actor> shard_actors, peer_connector connect) {
+                             shard_actors_fn shard_actors, peer_connector connect) {
   return sys.spawn(coordinator, std::move(cfg), std::move(membership), std::move(table),
                    std::move(shard_actors), std::move(connect));
 }

@@ -21,6 +21,9 @@ namespace emporium::cluster {
 using peer_connector = std::function<caf::expected<caf::actor>(const std::string& host,
                                                                uint16_t port)>;
 
+/// The router's shard actors as they are now (they are restarted after a crash).
+using shard_actors_fn = std::function<std::vector<caf::actor>()>;
+
 struct coordinator_config {
   protocols::member self; ///< id, incarnation, http and cluster addresses
   std::chrono::milliseconds lease{1500}; ///< EMPORIUM_SHARD_LEASE_MS
@@ -56,6 +59,6 @@ struct coordinator_config {
 caf::actor spawn_coordinator(caf::actor_system& sys, coordinator_config cfg,
                              protocols::membership_actor membership,
                              std::shared_ptr<shard_table> table,
-                             std::vector<caf::actor> shard_actors, peer_connector connect);
+                             shard_actors_fn shard_actors, peer_connector connect);
 
 } // namespace emporium::cluster

@@ -5,6 +5,7 @@
 #include "protocols/errc.hpp"
 #include "protocols/logging.hpp"
 #include "protocols/metrics.hpp"
+#include "protocols/supervisor.hpp"
 #include "protocols/type_ids.hpp"
 
 #include <caf/actor_system.hpp>
@@ -13,6 +14,8 @@
 #include <caf/stateful_actor.hpp>
 
 #include <deque>
+#include <exception>
+#include <stdexcept>
 #include <random>
 #include <set>
 #include <unordered_map>
@@ -104,7 +107,14 @@ struct shard_state {
   std::minstd_rand rng{std::random_device{}()};
   metrics::mailbox_sampler mailbox{"entity_router"}; ///< all shard actors: one series
   std::unordered_map<std::string, entry> entities; ///< by key.str()
-  std::unordered_map<caf::actor_addr, entity_key> keys; ///< of the live entities
+  /// The live entities by address, with a strong handle each: shared with
+  /// the hook that hands them off if this shard actor crashes
+  /// (orphan_reaper), which keeps them alive past this state. Without it an
+  /// orphan's last reference went with the state and CAF ended it
+  /// `unreachable`, mid-write, its linked pairs with it: answers of
+  /// committed writes were lost.
+  std::shared_ptr<std::unordered_map<caf::actor_addr, std::pair<entity_key, caf::actor>>> keys
+    = std::make_shared<std::unordered_map<caf::actor_addr, std::pair<entity_key, caf::actor>>>();
   std::map<entity_kind, entity_factory> factories;
   router_config cfg;
   std::shared_ptr<shard_table> table; ///< null: every shard is local, unfenced
@@ -139,7 +149,7 @@ caf::actor spawn_entity(self_ptr self, const entity_key& key, uint32_t shard, in
   auto a = i->second(self->system(), key.id, caf::actor_cast<caf::actor>(self),
                      fence{shard, epoch});
   self->monitor(a);
-  self->state.keys[a.address()] = key;
+  (*self->state.keys)[a.address()] = {key, a};
   return a;
 }
 
@@ -329,6 +339,48 @@ bool crashed(const caf::error& reason) {
   return e != errc::conflict && e != errc::fenced;
 }
 
+/// The entities of a shard actor that crashed have no home: nothing routes
+/// to them any more, and their passivation requests would go nowhere. Each
+/// is asked to stop as at a handoff (it agrees once no write of it is under
+/// way), so a write it has in flight is still answered with its true
+/// outcome and none lingers; the restarted shard actor starts fresh
+/// instances, which recover from PostgreSQL (a version conflict settles an
+/// overlap). One that never agrees is killed after a minute.
+caf::behavior orphan_reaper(caf::event_based_actor* self, std::vector<caf::actor> orphans) {
+  constexpr int32_t max_tries = 1200; // every 50 ms: a minute
+  auto left = std::make_shared<size_t>(orphans.size());
+  for (auto& a : orphans)
+    self->send(self, tick_atom_v, a, int32_t{0});
+  auto done = [self, left] {
+    if (--*left == 0)
+      self->quit();
+  };
+  return {
+    [self, done](tick_atom, caf::actor& a, int32_t tries) {
+      self->request(a, stop_timeout, handoff_atom_v)
+        .then(
+          [self, done, a, tries](bool stopping) {
+            if (!stopping && tries < max_tries) {
+              self->delayed_send(self, transit_retry, tick_atom_v, a, tries + 1);
+              return;
+            }
+            if (!stopping) {
+              log()->warn("event=orphan_killed detail=\"an entity of a crashed shard actor never "
+                          "agreed to stop\"");
+              self->send_exit(a, caf::exit_reason::kill);
+            }
+            done();
+          },
+          [self, done, a](caf::error& err) { // gone already, or stuck: either way not serving
+            if (to_errc(err) != errc::unavailable || err != caf::sec::request_receiver_down)
+              log()->warn("event=orphan_killed error={}", self->system().render(err));
+            self->send_exit(a, caf::exit_reason::kill);
+            done();
+          });
+    },
+  };
+}
+
 /// Starts `key` again (wherever its shard lives now) and tells it to resume,
 /// as cluster::tell does (resume_atom is not answered).
 void restart(self_ptr self, const entity_key& key) {
@@ -343,19 +395,18 @@ void on_crash(self_ptr self, const entity_key& key) {
   auto name = key.str();
   if (st.crashes.size() >= st.cfg.max_crash_records && st.crashes.count(name) == 0) {
     for (auto i = st.crashes.begin(); i != st.crashes.end();) // forget the settled ones
-      i = now - i->second.last > st.cfg.stable_after ? st.crashes.erase(i) : std::next(i);
+      i = now - i->second.last > st.cfg.entity_restart.stable_after ? st.crashes.erase(i) : std::next(i);
     if (st.crashes.size() >= st.cfg.max_crash_records)
       st.crashes.erase(st.crashes.begin());
   }
   auto& rec = st.crashes[name];
-  rec.crashes = rec.crashes > 0 && now - rec.last <= st.cfg.stable_after ? rec.crashes + 1 : 1;
+  rec.crashes = rec.crashes > 0 && now - rec.last <= st.cfg.entity_restart.stable_after ? rec.crashes + 1 : 1;
   rec.last = now;
   metrics::restarts(std::string{kind_name(key.kind)}).Increment();
   caf::timespan delay{0};
   if (rec.crashes > 1) {
-    auto cap = std::min<int64_t>(st.cfg.restart_max.count(),
-                                 st.cfg.restart_base.count() << std::min(rec.crashes - 2, 30));
-    delay = caf::timespan{cap / 2 + std::uniform_int_distribution<int64_t>{0, cap / 2}(st.rng)};
+    // Held at least half the backoff: a hold near zero would be no hold.
+    delay = restart_delay(st.cfg.entity_restart, rec.crashes - 1, st.rng, jitter::upper_half);
     rec.broken_until = now + delay;
     log()->warn("event=entity_broken key={} crashes={} held_ms={}", name, rec.crashes,
                 std::chrono::duration_cast<std::chrono::milliseconds>(delay).count());
@@ -372,6 +423,31 @@ pending_request make_request(self_ptr self, const entity_key& key, caf::message&
           self->clock().now() + self->state.cfg.transit_timeout};
 }
 
+/// Answers every request this shard actor holds (waiting for an owner,
+/// buffered behind a stopping entity, out at a peer) before it goes down
+/// with a crash: CAF 0.17 would drop them silently. None of the local ones
+/// reached an entity (`unavailable`); one out at a peer may have been done
+/// there (`outcome_unknown`).
+void fail_held(self_ptr self) {
+  auto& st = self->state;
+  auto gone = [](const char* what) {
+    return caf::make_error(errc::unavailable, std::string{what});
+  };
+  for (auto& req : st.waiting)
+    req.rp.deliver(gone("the router went down; retry"));
+  st.waiting.clear();
+  for (auto& [key, e] : st.entities) {
+    for (auto& [msg, rp] : e.buffered)
+      rp.deliver(gone("the router went down; retry"));
+    e.buffered.clear();
+  }
+  for (auto& [peer, reqs] : st.remote)
+    for (auto& [id, req] : reqs)
+      req->rp.deliver(caf::make_error(errc::outcome_unknown,
+                                      std::string{"the router went down while a peer had it"}));
+  st.remote.clear();
+}
+
 caf::behavior shard_behavior(self_ptr self, router_config cfg,
                              std::map<entity_kind, entity_factory> factories,
                              std::shared_ptr<shard_table> table) {
@@ -384,6 +460,28 @@ caf::behavior shard_behavior(self_ptr self, router_config cfg,
   auto sweep_every = cfg.passivate_after / 2;
   if (cfg.passivate_after.count() > 0)
     self->delayed_send(self, sweep_every, sweep_atom_v);
+  self->attach_functor([&sys = self->system(), keys = st.keys](const caf::error& reason) {
+    if (!crashed(reason))
+      return; // a shutdown took the entities down with it (the exit handler)
+    std::vector<caf::actor> orphans;
+    for (auto& [addr, live] : *keys)
+      orphans.push_back(std::move(live.second));
+    keys->clear();
+    if (!orphans.empty())
+      sys.spawn(orphan_reaper, std::move(orphans));
+  });
+  self->set_exception_handler([self](std::exception_ptr& x) -> caf::error {
+    std::string what = "unknown exception";
+    try {
+      std::rethrow_exception(x);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    log()->error("event=router_crashed detail=\"{}\"", what);
+    fail_held(self);
+    return caf::make_error(errc::internal, std::move(what));
+  });
   self->set_exit_handler([self](caf::exit_msg& msg) {
     // Shutdown: take the entities down with us.
     for (auto& [key, e] : self->state.entities)
@@ -392,8 +490,8 @@ caf::behavior shard_behavior(self_ptr self, router_config cfg,
   });
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
-    auto k = st.keys.find(dm.source);
-    if (k == st.keys.end()) {
+    auto k = st.keys->find(dm.source);
+    if (k == st.keys->end()) {
       // A peer: what it was asked and has not answered, it never will.
       if (auto r = st.remote.find(dm.source); r != st.remote.end()) {
         auto lost = std::move(r->second);
@@ -407,8 +505,8 @@ caf::behavior shard_behavior(self_ptr self, router_config cfg,
       }
       return;
     }
-    auto key = std::move(k->second);
-    st.keys.erase(k);
+    auto key = std::move(k->second.first);
+    st.keys->erase(k);
     auto e = st.entities.find(key.str());
     if (e == st.entities.end())
       return;
@@ -459,6 +557,9 @@ caf::behavior shard_behavior(self_ptr self, router_config cfg,
       self->state.retry_armed = false;
       pump(self);
     },
+    [](crash_atom) { // the failure-injection hook: a crash as a bug would make it
+      throw std::runtime_error("crash injected by the failure hook");
+    },
     [self](crash_atom, const entity_key& key) { // the failure-injection hook
       if (auto e = self->state.entities.find(key.str()); e != self->state.entities.end())
         self->send_exit(e->second.actor, caf::exit_reason::kill);
@@ -479,10 +580,10 @@ caf::behavior shard_behavior(self_ptr self, router_config cfg,
       // An entity with nothing stored asks to be stopped (it must not quit by
       // itself: a request may already be on its way to it).
       auto& st = self->state;
-      auto k = st.keys.find(who);
-      if (k == st.keys.end())
+      auto k = st.keys->find(who);
+      if (k == st.keys->end())
         return;
-      if (auto e = st.entities.find(k->second.str()); e != st.entities.end())
+      if (auto e = st.entities.find(k->second.first.str()); e != st.entities.end())
         try_stop(self, e->first, e->second, passivate_atom_v);
     },
   };
@@ -490,8 +591,9 @@ caf::behavior shard_behavior(self_ptr self, router_config cfg,
 
 /// What peers talk to: forwarded requests go to the shard actor of their
 /// key; live changes made on other nodes go to this node's feed.
-caf::behavior endpoint_behavior(caf::event_based_actor* self, std::vector<caf::actor> shard_actors,
-                                uint32_t shards, std::shared_ptr<live_feed> feed) {
+caf::behavior endpoint_behavior(caf::event_based_actor* self,
+                                std::shared_ptr<const actor_group> shard_actors, uint32_t shards,
+                                std::shared_ptr<live_feed> feed) {
   auto coordinator = std::make_shared<caf::actor>();
   return {
     [coordinator](owners_atom, caf::actor& c) { *coordinator = std::move(c); },
@@ -500,7 +602,7 @@ caf::behavior endpoint_behavior(caf::event_based_actor* self, std::vector<caf::a
         self->send(*coordinator, a, std::move(id), std::move(inc), std::move(peer));
     },
     [self, shard_actors, shards](forward_atom, const entity_key& key, caf::message& msg) {
-      auto& target = shard_actors[cluster::shard_of(key, shards) % shard_actors.size()];
+      auto target = (*shard_actors)[cluster::shard_of(key, shards) % shard_actors->size()];
       self->delegate(target, forward_atom_v, key, std::move(msg));
     },
     [feed](forward_atom, const stock_level& l) {
@@ -539,12 +641,18 @@ caf::behavior relay_behavior(caf::event_based_actor* self, std::shared_ptr<shard
 entity_router::entity_router(caf::actor_system& sys, router_config cfg,
                              std::map<entity_kind, entity_factory> factories,
                              std::shared_ptr<shard_table> table, std::shared_ptr<live_feed> feed)
-  : cfg_(cfg) {
-  for (size_t i = 0; i < cfg.shard_actors; ++i)
-    shard_actors_.push_back(sys.spawn(shard_behavior, cfg, factories, table));
+  : cfg_(cfg),
+    shard_actors_(std::make_shared<actor_group>(
+      sys, "entity_router", cfg.shard_actors,
+      [cfg, factories, table](caf::actor_system& s, size_t) {
+        return s.spawn(shard_behavior, cfg, factories, table);
+      },
+      cfg.restart)) {
   endpoint_ = sys.spawn(endpoint_behavior, shard_actors_, cfg.shards, feed);
   if (table && feed) {
-    relay_ = sys.spawn(relay_behavior, table);
+    relay_ = spawn_supervised(
+      sys, "feed_relay", [table](caf::actor_system& s) { return s.spawn(relay_behavior, table); },
+      cfg.restart);
     auto relay = relay_;
     feed->set_fanout({[relay](const stock_level& l) { caf::anon_send(relay, forward_atom_v, l); },
                       [relay](const order_view& o) { caf::anon_send(relay, forward_atom_v, o); }});
@@ -552,8 +660,7 @@ entity_router::entity_router(caf::actor_system& sys, router_config cfg,
 }
 
 void entity_router::stop() {
-  for (auto& a : shard_actors_)
-    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  shard_actors_->stop();
   caf::anon_send_exit(endpoint_, caf::exit_reason::user_shutdown);
   if (relay_)
     caf::anon_send_exit(relay_, caf::exit_reason::user_shutdown);
@@ -567,8 +674,8 @@ protocols::entity_resolver entity_router::resolver() const {
   return [this](const entity_key& key) { return shard_for(key); };
 }
 
-const caf::actor& entity_router::shard_for(const entity_key& key) const noexcept {
-  return shard_actors_[shard_of(key) % shard_actors_.size()];
+caf::actor entity_router::shard_for(const entity_key& key) const {
+  return (*shard_actors_)[shard_of(key) % shard_actors_->size()];
 }
 
 } // namespace emporium::cluster

@@ -4,6 +4,7 @@
 #include "cluster/shard_table.hpp"
 #include "protocols/cluster.hpp"
 #include "protocols/entity.hpp"
+#include "protocols/supervisor.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/fwd.hpp>
@@ -47,13 +48,17 @@ struct router_config {
   /// Supervision of entities: one that dies abnormally (not passivated,
   /// handed off or fenced) is a crash. An order is restarted at once and told
   /// to resume its saga; the others on their next request. A second crash
-  /// within `stable_after` holds the key broken for a backoff (restart_base
-  /// doubling per crash up to restart_max, half of it jittered): its requests
-  /// answer 503 at once, an order restarts when it ends.
-  caf::timespan restart_base = std::chrono::seconds{1};
-  caf::timespan restart_max = std::chrono::seconds{60};
-  caf::timespan stable_after = std::chrono::seconds{60};
+  /// within `entity_restart.stable_after` holds the key broken for a backoff
+  /// (base doubling per crash up to max, the upper half jittered): its
+  /// requests answer 503 at once, an order restarts when it ends.
+  protocols::restart_policy entity_restart{std::chrono::seconds{1}, std::chrono::seconds{60},
+                                           std::chrono::seconds{60}};
   size_t max_crash_records = 10000; ///< keys remembered per shard actor (bounded)
+  /// The shard actors and the feed relay themselves: a crashed one is
+  /// started again after this backoff (its entities go down with it and
+  /// recover on next use; what it held in flight is answered 503 by the
+  /// callers' deadlines).
+  protocols::restart_policy restart;
 };
 
 /// Entity addressing: key -> stable shard id (cluster/assignment.hpp) -> the
@@ -76,15 +81,18 @@ public:
   /// The stable shard id of a key (FNV-1a of "kind:id").
   uint32_t shard_of(const protocols::entity_key& key) const noexcept;
 
-  /// The actor serving the key's shard.
-  const caf::actor& shard_for(const protocols::entity_key& key) const noexcept;
+  /// The actor serving the key's shard (its current instance).
+  caf::actor shard_for(const protocols::entity_key& key) const;
 
   /// shard_for as the entities' resolver.
   protocols::entity_resolver resolver() const;
 
   const router_config& config() const noexcept { return cfg_; }
 
-  const std::vector<caf::actor>& shard_actors() const noexcept { return shard_actors_; }
+  /// The shard actors (supervised: a slot's instance changes after a crash).
+  const std::shared_ptr<protocols::actor_group>& shard_actors() const noexcept {
+    return shard_actors_;
+  }
 
   /// The actor peers send forwarded requests to (this node's endpoint); it
   /// also takes the other nodes' live changes for this node's feed.
@@ -99,7 +107,7 @@ public:
 
 private:
   router_config cfg_;
-  std::vector<caf::actor> shard_actors_;
+  std::shared_ptr<protocols::actor_group> shard_actors_;
   caf::actor endpoint_;
   caf::actor relay_;
 };

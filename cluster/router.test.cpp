@@ -191,14 +191,23 @@ struct supervised_fixture : test::deterministic {
   cluster::entity_factory factory = [this](caf::actor_system& s, const std::string&,
                                            const caf::actor&, const protocols::fence&) {
     ++spawned;
-    return s.spawn([this](caf::event_based_actor* self) -> caf::behavior {
+    instances.push_back(s.spawn([this](caf::event_based_actor* self) -> caf::behavior {
       return {
         [](ping_atom) { return ok_atom_v; },
         [this, self](tick_atom) { self->quit(quit_with); },
         [this](resume_atom) { ++resumed; },
+        [this, self](handoff_atom) {
+          if (busy) // a write under way: asked again
+            return false;
+          self->quit();
+          return true;
+        },
       };
-    });
+    }));
+    return instances.back();
   };
+  std::vector<caf::actor> instances;
+  bool busy = false; ///< the entities refuse a handoff
   cluster::entity_router router{sys, cluster::router_config{1024, 2, 0s},
                                 {{entity_kind::cart, factory}, {entity_kind::order, factory}}};
 
@@ -271,4 +280,50 @@ TEST_CASE_FIXTURE(supervised_fixture, "quitting for another writer or at shutdow
   crash(order_key("o2")); // spawned by the tick itself, quits: not restarted
   CHECK(spawned == 5);
   CHECK(resumed == 0);
+}
+
+TEST_CASE_FIXTURE(supervised_fixture, "a shard actor that crashes is started again after a backoff; its entities stop once idle, the other shard actor's serve on") {
+  auto a = cart_key("a");
+  auto b = cart_key("b");
+  for (int i = 0; router.shard_of(a) % 2 == router.shard_of(b) % 2; ++i)
+    b = cart_key("b" + std::to_string(i)); // one key on each of the two shard actors
+  CHECK(ping(a));
+  CHECK(ping(b));
+  busy = true; // a write under way in a's entity: it does not stop yet
+  auto before = router.shard_for(a);
+  self->send_exit(before, caf::exit_reason::kill);
+  run();
+  CHECK_FALSE(ping(a)); // unavailable at once: its slot names the dead instance
+  CHECK(ping(b));
+  advance_time(200ms); // asked (and asked again): refuses
+  CHECK(ask<ok_atom>(instances[0], ping_atom_v)); // still finishing its write, answered truly
+  busy = false;
+  advance_time(100ms); // asked again: stops
+  CHECK_FALSE(ask<ok_atom>(instances[0], ping_atom_v));
+  CHECK(ask<ok_atom>(instances[1], ping_atom_v));
+  CHECK(router.shard_for(a) != before); // restarted within its first backoff
+  CHECK(ping(a));
+  CHECK(spawned == 3); // a fresh instance for a; b's is the same
+  CHECK(ping(b));
+  CHECK(spawned == 3);
+}
+
+TEST_CASE_FIXTURE(entity_fixture, "a shard actor that crashes answers what it held buffered: unavailable, nothing lost") {
+  auto first = send_to(entity_key{entity_kind::order, "x"}, get_stock_level{});
+  run();
+  REQUIRE(receive<stock_level>(first));
+  advance_time(31s);
+  advance_time(31s); // the router asks it to stop: requests wait in the router
+  REQUIRE(unanswered->size() == 1);
+  std::vector<decltype(first)> waiting;
+  for (int i = 0; i < 3; ++i)
+    waiting.push_back(send_to(entity_key{entity_kind::order, "x"}, get_stock_level{}));
+  run();
+  self->send(router.shard_for(entity_key{entity_kind::order, "x"}), crash_atom_v); // throws
+  run();
+  for (auto& w : waiting) {
+    auto r = receive<stock_level>(w);
+    REQUIRE_FALSE(r);
+    CHECK(to_errc(r.error()) == errc::unavailable);
+  }
 }

@@ -18,7 +18,8 @@ unsigned http_status(errc code) noexcept {
     case errc::too_large: return 413;
     case errc::rate_limited: return 429;
     case errc::unavailable:
-    case errc::fenced: return 503;
+    case errc::fenced:
+    case errc::outcome_unknown: return 503;
     case errc::internal: return 500;
   }
   return 500;
@@ -27,7 +28,10 @@ unsigned http_status(errc code) noexcept {
 error_reply to_reply(errc code, std::string message, json::object extra) {
   extra["error"] = to_string(code);
   extra["message"] = std::move(message);
-  unsigned retry = code == errc::unavailable || code == errc::fenced || code == errc::rate_limited ? 1 : 0;
+  unsigned retry = code == errc::unavailable || code == errc::fenced
+                       || code == errc::outcome_unknown || code == errc::rate_limited
+                     ? 1
+                     : 0;
   return {code, http_status(code), std::move(extra), retry};
 }
 

@@ -5,6 +5,7 @@
 #include "gateway/jwt.hpp"
 #include "gateway/routes.hpp"
 #include "cluster/seam.hpp"
+#include "protocols/errc.hpp"
 #include "protocols/type_ids.hpp"
 
 #include <caf/actor.hpp>
@@ -130,25 +131,62 @@ protected:
   std::string request_id_;
 };
 
+/// Calls `deliver` exactly once: with the answer, or, if it is destroyed
+/// unanswered, with an error. A bridge actor that crashed drops its queued
+/// jobs and its pending response handlers silently (CAF 0.17); this turns
+/// both into an answer at once instead of a wait for the deadline: a job that
+/// never ran sent nothing (`unavailable`), a request sent and never answered
+/// may have taken effect (`outcome_unknown`).
+template <class T, class Deliver>
+class answer_once {
+public:
+  explicit answer_once(Deliver d) : deliver_(std::move(d)) {}
+  answer_once(const answer_once&) = delete;
+  answer_once& operator=(const answer_once&) = delete;
+  ~answer_once() {
+    if (!deliver_)
+      return;
+    if (sent_)
+      (*this)(caf::make_error(errc::outcome_unknown,
+                              std::string{"the gateway's bridge actor went down meanwhile"}));
+    else
+      (*this)(caf::make_error(errc::unavailable,
+                              std::string{"the gateway's bridge actor went down; retry"}));
+  }
+  void sent() noexcept { sent_ = true; }
+  void operator()(caf::expected<T> x) {
+    auto d = std::move(*deliver_);
+    deliver_.reset();
+    d(std::move(x));
+  }
+
+private:
+  std::optional<Deliver> deliver_;
+  bool sent_ = false;
+};
+
+/// Sends `msg` to `target` from inside a bridge actor; `answer` (an
+/// answer_once) gets the reply or the error.
+template <class T, class Answer>
+std::function<void(caf::event_based_actor*)> request_job(caf::actor target, caf::message msg,
+                                                         std::shared_ptr<Answer> answer) {
+  return [target = std::move(target), msg = std::move(msg),
+          answer = std::move(answer)](caf::event_based_actor* self) mutable {
+    answer->sent();
+    self->request(target, caf::infinite, std::move(msg))
+      .then([answer](T& x) { (*answer)(std::move(x)); },
+            [answer](caf::error& err) { (*answer)(std::move(err)); });
+  };
+}
+
 template <class T, class Done>
 void exchange::ask(const caf::actor& target, caf::message msg, Done done) {
   auto t = begin_wait();
-  run_in_bridge([t, target, msg = std::move(msg),
-                 done = std::move(done)](caf::event_based_actor* self) mutable {
-    auto shared = std::make_shared<Done>(std::move(done));
-    self->request(target, caf::infinite, std::move(msg))
-      .then(
-        [t, shared](T& x) {
-          t.keep->complete(t, [shared, x = std::move(x)](exchange& e) mutable {
-            (*shared)(e, caf::expected<T>{std::move(x)});
-          });
-        },
-        [t, shared](caf::error& err) {
-          t.keep->complete(t, [shared, err = std::move(err)](exchange& e) mutable {
-            (*shared)(e, caf::expected<T>{std::move(err)});
-          });
-        });
-  });
+  auto deliver = [t, done = std::make_shared<Done>(std::move(done))](caf::expected<T> r) {
+    t.keep->complete(t, [done, r = std::move(r)](exchange& e) mutable { (*done)(e, std::move(r)); });
+  };
+  run_in_bridge(request_job<T>(target, std::move(msg),
+                               std::make_shared<answer_once<T, decltype(deliver)>>(std::move(deliver))));
 }
 
 } // namespace emporium::gateway

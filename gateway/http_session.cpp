@@ -68,10 +68,10 @@ struct http_metrics {
 /// One HTTP connection.
 class http_session : public exchange, public std::enable_shared_from_this<http_session> {
 public:
-  http_session(tcp::socket&& socket, std::shared_ptr<server::impl> srv, caf::actor bridge,
+  http_session(tcp::socket&& socket, std::shared_ptr<server::impl> srv, size_t bridge,
                std::shared_ptr<void> slot)
     : stream_(std::move(socket)), deadline_(stream_.get_executor()), srv_(std::move(srv)),
-      bridge_(std::move(bridge)), slot_(std::move(slot)) {
+      bridge_(bridge), slot_(std::move(slot)) {
     beast::error_code ec;
     auto ep = stream_.socket().remote_endpoint(ec);
     if (!ec)
@@ -133,7 +133,7 @@ private:
   }
 
   void run_in_bridge(std::function<void(caf::event_based_actor*)> job) override {
-    caf::anon_send(bridge_, bridge_job{std::move(job)});
+    srv_->run_in_bridge(bridge_, std::move(job));
   }
 
   void complete(const ticket& t, std::function<void(exchange&)> f) override {
@@ -275,6 +275,23 @@ private:
     do_read();
   }
 
+  /// A write whose outcome is not known: no answer would be true, so none is
+  /// given; the connection closes as it would if the node had died.
+  void abandon() {
+    ++generation_;
+    waiting_ = false;
+    end_wait();
+    if (counted_) {
+      --srv_->in_flight;
+      counted_ = false;
+    }
+    http_metrics::observe(route_, method_, 0,
+                          std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
+    log()->error("event=answer_lost request_id={} route={} detail=\"outcome unknown, connection "
+                 "closed unanswered\"", request_id_, route_);
+    close();
+  }
+
   void close() {
     deadline_.cancel();
     beast::error_code ignored;
@@ -283,6 +300,8 @@ private:
   }
 
   void fail(const error_reply& r) override {
+    if (r.code == errc::outcome_unknown && writing_)
+      return abandon();
     if (r.code == errc::method_not_allowed && !match_.allow.empty())
       allow_ = match_.allow;
     respond(static_cast<http::status>(r.status), r.body, r.retry_after);
@@ -358,10 +377,10 @@ private:
       return false;
     }
     (customer ? m.limited_customer : m.limited_public)->Increment();
-    respond(http::status::too_many_requests,
-            json::object{{"error", "rate_limited"},
-                         {"message", "too many requests, retry after " + std::to_string(a.retry_after_s) + " s"}},
-            a.retry_after_s);
+    auto limited = to_reply(errc::rate_limited, "too many requests, retry after "
+                                                  + std::to_string(a.retry_after_s) + " s");
+    limited.retry_after = a.retry_after_s;
+    fail(limited);
     return false;
   }
 
@@ -399,7 +418,7 @@ private:
   http::request<http::string_body> req_;
   http::response<http::string_body> res_;
   std::shared_ptr<server::impl> srv_;
-  caf::actor bridge_;
+  size_t bridge_; ///< index of its bridge actor (server::impl::bridges)
   const char* route_ = "unmatched";
   const char* method_ = "OTHER";
   std::string allow_; ///< the Allow header of a 405
@@ -413,9 +432,9 @@ private:
 
 } // namespace
 
-void serve_http(tcp::socket socket, std::shared_ptr<server::impl> srv, caf::actor bridge,
+void serve_http(tcp::socket socket, std::shared_ptr<server::impl> srv, size_t bridge,
                 std::shared_ptr<void> slot) {
-  std::make_shared<http_session>(std::move(socket), std::move(srv), std::move(bridge), std::move(slot))
+  std::make_shared<http_session>(std::move(socket), std::move(srv), bridge, std::move(slot))
     ->start();
 }
 

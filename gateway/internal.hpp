@@ -7,6 +7,7 @@
 
 #include "cluster/seam.hpp"
 #include "gateway/errors.hpp"
+#include "gateway/exchange.hpp"
 #include "gateway/json_codec.hpp"
 #include "gateway/jwt.hpp"
 #include "protocols/envelope.hpp"
@@ -14,6 +15,7 @@
 #include "protocols/ids.hpp"
 #include "protocols/logging.hpp"
 #include "protocols/metrics.hpp"
+#include "protocols/supervisor.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
@@ -83,7 +85,7 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
   net::io_context ioc;
   tcp::acceptor acceptor;
   std::vector<std::thread> threads;
-  std::vector<caf::actor> bridges;
+  std::unique_ptr<protocols::actor_group> bridges; ///< from start() on
   std::atomic<size_t> next_bridge{0};
   std::atomic<int64_t> in_flight{0};   ///< requests read and not yet answered (stop waits)
   std::atomic<int64_t> waiting{0};     ///< requests waiting on an actor (max_inflight)
@@ -106,24 +108,23 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
   /// request with CAF's clock thread cost a third of the read throughput in
   /// bench runs; the connection keeps the deadline on its own strand instead.
   template <class T, class Executor, class Done>
-  void ask(const caf::actor& bridge, caf::actor target, caf::message msg, Executor ex, Done done) {
-    caf::anon_send(bridge, bridge_job{[target = std::move(target), msg = std::move(msg), ex,
-                                       done = std::move(done)](caf::event_based_actor* self) mutable {
-      auto shared = std::make_shared<Done>(std::move(done));
-      self->request(target, caf::infinite, std::move(msg))
-        .then(
-          [ex, shared](T& x) {
-            net::post(ex, [shared, x = std::move(x)]() mutable {
-              (*shared)(caf::expected<T>{std::move(x)});
-            });
-          },
-          [ex, shared](caf::error& e) {
-            net::post(ex, [shared, e = std::move(e)]() mutable {
-              (*shared)(caf::expected<T>{std::move(e)});
-            });
-          });
-    }});
+  void ask(size_t bridge, caf::actor target, caf::message msg, Executor ex, Done done) {
+    auto deliver = [ex, done = std::make_shared<Done>(std::move(done))](caf::expected<T> r) {
+      net::post(ex, [done, r = std::move(r)]() mutable { (*done)(std::move(r)); });
+    };
+    run_in_bridge(bridge, request_job<T>(std::move(target), std::move(msg),
+                                         std::make_shared<answer_once<T, decltype(deliver)>>(
+                                           std::move(deliver))));
   }
+
+  /// Runs `job` inside bridge `i` (its current instance: bridges are
+  /// restarted after a crash, protocols::actor_group).
+  void run_in_bridge(size_t i, std::function<void(caf::event_based_actor*)> job) {
+    caf::anon_send((*bridges)[i], bridge_job{std::move(job)});
+  }
+
+  /// The bridge a new connection uses for its life.
+  size_t pick_bridge() { return next_bridge++ % bridges->size(); }
 };
 
 /// Requests refused by the limits: `emporium_rate_limited_total{class}` and
@@ -139,19 +140,19 @@ struct limit_metrics {
 
 /// Serves one accepted connection as HTTP (http_session.cpp); `slot` is its
 /// share of max_connections.
-void serve_http(tcp::socket socket, std::shared_ptr<server::impl> srv, caf::actor bridge,
+void serve_http(tcp::socket socket, std::shared_ptr<server::impl> srv, size_t bridge,
                 std::shared_ptr<void> slot);
 
 /// Takes over an upgraded connection as the storefront WebSocket (`/v1/ws`).
 /// `who` is the caller if the upgrade carried a valid token.
 void serve_storefront_ws(tcp::socket socket, http::request<http::string_body> upgrade,
-                         std::shared_ptr<server::impl> srv, caf::actor bridge,
+                         std::shared_ptr<server::impl> srv, size_t bridge,
                          std::optional<principal> who, std::shared_ptr<void> slot);
 
 /// Takes over an upgraded connection as the warehouse stock push of `wh`
 /// (`/v1/warehouses/{wh}/ws`); `who` may push for `wh`.
 void serve_warehouse_ws(tcp::socket socket, http::request<http::string_body> upgrade,
-                        std::shared_ptr<server::impl> srv, caf::actor bridge, principal who,
+                        std::shared_ptr<server::impl> srv, size_t bridge, principal who,
                         std::string wh, std::shared_ptr<void> slot);
 
 } // namespace emporium::gateway

@@ -55,8 +55,7 @@ void server::impl::accept() {
       if (static_cast<size_t>(self->connections.load()) >= self->cfg.max_connections) {
         shed_connection(std::move(socket));
       } else {
-        auto& b = self->bridges[self->next_bridge++ % self->bridges.size()];
-        serve_http(std::move(socket), self, b, self->connection_slot());
+        serve_http(std::move(socket), self, self->pick_bridge(), self->connection_slot());
       }
     }
     self->accept();
@@ -93,11 +92,18 @@ caf::expected<uint16_t> server::start() {
                  ec.message());
     return caf::make_error(errc::unavailable, "cannot listen: " + ec.message());
   }
-  auto bridge_count = std::max<size_t>(2, s.cfg.io_threads);
-  for (size_t i = 0; i < bridge_count; ++i)
-    s.bridges.push_back(s.deps.sys.spawn([](caf::event_based_actor* self) -> caf::behavior {
-      return {[self](bridge_job& job) { job.run(self); }};
-    }));
+  // Supervised: a crashed bridge is started again in its slot; what it held
+  // is answered unavailable at once (answer_once).
+  s.bridges = std::make_unique<protocols::actor_group>(
+    s.deps.sys, "gateway_bridge", std::max<size_t>(2, s.cfg.io_threads),
+    [](caf::actor_system& sys, size_t) {
+      return sys.spawn([](caf::event_based_actor* self) -> caf::behavior {
+        return {
+          [self](bridge_job& job) { job.run(self); },
+          [self](crash_atom) { self->quit(caf::exit_reason::kill); }, // the failure hook
+        };
+      });
+    });
   s.accept();
   for (size_t i = 0; i < s.cfg.io_threads; ++i)
     s.threads.emplace_back([&s] { s.ioc.run(); });
@@ -120,9 +126,12 @@ void server::stop(std::chrono::milliseconds grace) {
   for (auto& t : s.threads)
     t.join();
   s.threads.clear();
-  for (auto& b : s.bridges)
-    caf::anon_send_exit(b, caf::exit_reason::user_shutdown);
-  s.bridges.clear();
+  s.bridges->stop();
+}
+
+void server::crash_bridge(size_t i) {
+  if (impl_->bridges)
+    caf::anon_send((*impl_->bridges)[i % impl_->bridges->size()], crash_atom_v);
 }
 
 } // namespace emporium::gateway

@@ -83,6 +83,9 @@ public:
   /// Stops accepting, lets in-flight requests finish (up to `grace`), closes.
   void stop(std::chrono::milliseconds grace = std::chrono::seconds{10});
 
+  /// The failure hook's way in: crashes bridge actor `i` (mod their count).
+  void crash_bridge(size_t i);
+
   struct impl; ///< shared with the connections (internal.hpp, listener.cpp)
 
 private:

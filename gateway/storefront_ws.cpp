@@ -25,9 +25,9 @@ constexpr size_t control_queue_limit = 64;
 class storefront : public cluster::live_feed::subscriber,
                    public std::enable_shared_from_this<storefront> {
 public:
-  storefront(tcp::socket&& s, std::shared_ptr<server::impl> srv, caf::actor bridge,
+  storefront(tcp::socket&& s, std::shared_ptr<server::impl> srv, size_t bridge,
              std::optional<principal> who, std::shared_ptr<void> slot)
-    : ws_(std::move(s)), expiry_(ws_.get_executor()), srv_(std::move(srv)), bridge_(std::move(bridge)),
+    : ws_(std::move(s)), expiry_(ws_.get_executor()), srv_(std::move(srv)), bridge_(bridge),
       who_(std::move(who)), slot_(std::move(slot)) {
   }
 
@@ -278,7 +278,7 @@ private:
   net::steady_timer expiry_; ///< the token's exp, if a token came
   beast::flat_buffer in_;
   std::shared_ptr<server::impl> srv_;
-  caf::actor bridge_;
+  size_t bridge_; ///< index of its bridge actor (server::impl::bridges)
   std::optional<principal> who_;
   std::shared_ptr<void> slot_; ///< of max_connections
   // strand only (closed_ is written only on the strand too)
@@ -300,9 +300,9 @@ private:
 } // namespace
 
 void serve_storefront_ws(tcp::socket socket, http::request<http::string_body> upgrade,
-                         std::shared_ptr<server::impl> srv, caf::actor bridge,
+                         std::shared_ptr<server::impl> srv, size_t bridge,
                          std::optional<principal> who, std::shared_ptr<void> slot) {
-  std::make_shared<storefront>(std::move(socket), std::move(srv), std::move(bridge), std::move(who),
+  std::make_shared<storefront>(std::move(socket), std::move(srv), bridge, std::move(who),
                                std::move(slot))
     ->start(std::move(upgrade));
 }

@@ -20,9 +20,9 @@ using namespace ws;
 /// no item read after it is applied.
 class warehouse : public std::enable_shared_from_this<warehouse> {
 public:
-  warehouse(tcp::socket&& s, std::shared_ptr<server::impl> srv, caf::actor bridge, principal who,
+  warehouse(tcp::socket&& s, std::shared_ptr<server::impl> srv, size_t bridge, principal who,
             std::string wh, std::shared_ptr<void> slot)
-    : ws_(std::move(s)), expiry_(ws_.get_executor()), srv_(std::move(srv)), bridge_(std::move(bridge)),
+    : ws_(std::move(s)), expiry_(ws_.get_executor()), srv_(std::move(srv)), bridge_(bridge),
       who_(std::move(who)), wh_(std::move(wh)), slot_(std::move(slot)) {
   }
 
@@ -179,7 +179,7 @@ private:
   net::steady_timer expiry_; ///< the token's exp
   beast::flat_buffer in_;
   std::shared_ptr<server::impl> srv_;
-  caf::actor bridge_;
+  size_t bridge_; ///< index of its bridge actor (server::impl::bridges)
   principal who_;
   std::string wh_;
   std::shared_ptr<void> slot_; ///< of max_connections
@@ -197,9 +197,9 @@ private:
 } // namespace
 
 void serve_warehouse_ws(tcp::socket socket, http::request<http::string_body> upgrade,
-                        std::shared_ptr<server::impl> srv, caf::actor bridge, principal who,
+                        std::shared_ptr<server::impl> srv, size_t bridge, principal who,
                         std::string wh, std::shared_ptr<void> slot) {
-  std::make_shared<warehouse>(std::move(socket), std::move(srv), std::move(bridge), std::move(who),
+  std::make_shared<warehouse>(std::move(socket), std::move(srv), bridge, std::move(who),
                               std::move(wh), std::move(slot))
     ->start(std::move(upgrade));
 }

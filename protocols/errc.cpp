@@ -19,6 +19,7 @@ std::string_view to_string(errc x) noexcept {
     case errc::unavailable: return "unavailable";
     case errc::internal: return "internal";
     case errc::fenced: return "unavailable";
+    case errc::outcome_unknown: return "unavailable";
   }
   return "internal";
 }

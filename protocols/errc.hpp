@@ -27,6 +27,11 @@ enum class errc : uint8_t {
   /// A write refused because its shard's lease moved on (fencing). The client
   /// sees 503 `unavailable`; the entity stops, since another node may own it.
   fenced,
+  /// The actor holding a request went down after passing it on: whether it
+  /// took effect is not known here. A read is answered 503 `unavailable`; a
+  /// write is not answered at all (its connection is closed, as when a node
+  /// dies: the client retries with its Idempotency-Key or looks).
+  outcome_unknown,
 };
 
 /// The contract's code string, e.g. "insufficient_stock".

@@ -31,13 +31,17 @@ prometheus::Gauge& actors(const std::string& kind) {
 }
 
 mailbox_sampler::mailbox_sampler(const std::string& actor, uint32_t every)
-  : every_(std::max<uint32_t>(1, every)) {
+  : depth_(&series(actor)), every_(std::max<uint32_t>(1, every)) {
+}
+
+prometheus::Gauge& mailbox_sampler::series(const std::string& actor) {
   static auto& family = prometheus::BuildGauge()
                           .Name("emporium_mailbox_depth")
                           .Help("Messages waiting in a hot actor's mailbox, sampled every 256th "
-                                "message it takes")
+                                "message it takes (stock_pair: whichever pair sampled last; only "
+                                "a busy pair takes 256 messages often)")
                           .Register(registry());
-  depth_ = &family.Add({{"actor", actor}});
+  return family.Add({{"actor", actor}});
 }
 
 prometheus::Counter& restarts(const std::string& kind) {

@@ -6,6 +6,7 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <algorithm>
 #include <string>
 
 /// The process-wide Prometheus registry. Each folder builds its own families
@@ -36,6 +37,11 @@ prometheus::Counter& restarts(const std::string& kind);
 class mailbox_sampler {
 public:
   explicit mailbox_sampler(const std::string& actor, uint32_t every = 256);
+  /// For actors that are many (one per pair): the series looked up once.
+  explicit mailbox_sampler(prometheus::Gauge& depth, uint32_t every = 256)
+    : depth_(&depth), every_(std::max<uint32_t>(1, every)) {}
+  /// The `emporium_mailbox_depth{actor}` series.
+  static prometheus::Gauge& series(const std::string& actor);
   template <class Self>
   void tick(Self* self) {
     if (++calls_ % every_ == 0)

@@ -7,6 +7,7 @@
 #include "protocols/type_ids.hpp"
 
 #include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 
 #include <algorithm>
@@ -48,9 +49,11 @@ void start_child(self_ptr self) {
 
 } // namespace
 
-caf::timespan restart_delay(const restart_policy& p, int crashes, std::minstd_rand& rng) {
+caf::timespan restart_delay(const restart_policy& p, int crashes, std::minstd_rand& rng,
+                            jitter j) {
   auto cap = std::min<int64_t>(p.max.count(), p.base.count() << std::clamp(crashes - 1, 0, 30));
-  return caf::timespan{std::uniform_int_distribution<int64_t>{0, cap}(rng)};
+  auto floor = j == jitter::upper_half ? cap / 2 : 0;
+  return caf::timespan{std::uniform_int_distribution<int64_t>{floor, cap}(rng)};
 }
 
 caf::actor spawn_supervised(caf::actor_system& sys, std::string kind,
@@ -133,6 +136,122 @@ caf::actor spawn_supervised(caf::actor_system& sys, std::string kind,
     };
   };
   return sys.spawn(fn, std::move(kind), std::move(spawn), policy, max_outstanding);
+}
+
+namespace {
+
+struct group_state {
+  static inline const char* name = "actor_group";
+  std::string kind;
+  actor_group::spawner spawn;
+  restart_policy policy;
+  std::minstd_rand rng;
+  std::function<void(size_t, caf::actor)> publish; ///< into the group's slot
+  std::vector<caf::actor> members;                  ///< by slot: the instance watched
+  std::vector<int> crashes;                         ///< by slot, in a row
+  std::vector<caf::actor_clock::time_point> started;
+  bool stopping = false;
+};
+
+using group_ptr = caf::stateful_actor<group_state>*;
+
+void start_member(group_ptr self, size_t i) {
+  auto& st = self->state;
+  auto a = st.spawn(self->system(), i);
+  self->monitor(a);
+  st.members[i] = a;
+  st.started[i] = self->clock().now();
+  st.publish(i, std::move(a));
+}
+
+} // namespace
+
+actor_group::actor_group(caf::actor_system& sys, std::string kind, size_t n, spawner spawn,
+                         restart_policy policy)
+  : n_(n), slots_(new slot[n]) {
+  auto slots = slots_;
+  auto publish = [slots](size_t i, caf::actor a) {
+    slots[i].current.store(std::make_shared<const caf::actor>(std::move(a)));
+  };
+  // Spawned here, not by the watcher, so every slot is filled on return.
+  std::vector<caf::actor> first;
+  for (size_t i = 0; i < n; ++i) {
+    first.push_back(spawn(sys, i));
+    publish(i, first.back());
+  }
+  auto fn = [](group_ptr self, std::string kind, spawner spawn, restart_policy policy,
+               std::function<void(size_t, caf::actor)> publish,
+               std::vector<caf::actor> first) -> caf::behavior {
+    auto& st = self->state;
+    st.kind = std::move(kind);
+    st.spawn = std::move(spawn);
+    st.policy = policy;
+    st.rng.seed(policy.seed != 0 ? policy.seed : std::random_device{}());
+    st.publish = std::move(publish);
+    st.crashes.assign(first.size(), 0);
+    st.started.assign(first.size(), self->clock().now());
+    for (auto& a : first)
+      self->monitor(a);
+    st.members = std::move(first);
+    self->set_exit_handler([self](caf::exit_msg& msg) { // stop(): the members go with it
+      self->state.stopping = true;
+      for (auto& a : self->state.members)
+        if (a)
+          self->send_exit(a, msg.reason);
+      self->quit(msg.reason);
+    });
+    self->set_down_handler([self](caf::down_msg& dm) {
+      auto& st = self->state;
+      auto i = std::find_if(st.members.begin(), st.members.end(),
+                            [&](const caf::actor& a) { return a && a.address() == dm.source; })
+               - st.members.begin();
+      if (static_cast<size_t>(i) >= st.members.size() || st.stopping || !dm.reason
+          || dm.reason == caf::exit_reason::user_shutdown)
+        return;
+      st.members[i] = nullptr;
+      auto now = self->clock().now();
+      st.crashes[i] = now - st.started[i] >= st.policy.stable_after ? 1 : st.crashes[i] + 1;
+      auto delay = restart_delay(st.policy, st.crashes[i], st.rng);
+      metrics::restarts(st.kind).Increment();
+      log()->error("event=actor_crashed kind={} slot={} crashes={} restart_in_ms={} reason={}",
+                   st.kind, i, st.crashes[i],
+                   std::chrono::duration_cast<std::chrono::milliseconds>(delay).count(),
+                   self->system().render(dm.reason));
+      self->delayed_send(self, delay, resume_atom_v, static_cast<uint64_t>(i));
+    });
+    return {
+      [self](resume_atom, uint64_t i) {
+        auto& st = self->state;
+        if (!st.stopping && i < st.members.size() && !st.members[i]) {
+          start_member(self, i);
+          log()->info("event=actor_restarted kind={} slot={}", st.kind, i);
+        }
+      },
+    };
+  };
+  watcher_ = sys.spawn(fn, std::move(kind), std::move(spawn), policy, std::move(publish),
+                       std::move(first));
+}
+
+actor_group::~actor_group() {
+  stop();
+}
+
+caf::actor actor_group::operator[](size_t i) const {
+  return *slots_[i].current.load(std::memory_order_acquire);
+}
+
+std::vector<caf::actor> actor_group::all() const {
+  std::vector<caf::actor> out;
+  for (size_t i = 0; i < n_; ++i)
+    out.push_back((*this)[i]);
+  return out;
+}
+
+void actor_group::stop() {
+  if (watcher_)
+    caf::anon_send_exit(watcher_, caf::exit_reason::user_shutdown); // it ends the members
+  watcher_ = nullptr;
 }
 
 } // namespace emporium::protocols

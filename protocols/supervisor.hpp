@@ -3,10 +3,13 @@
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <random>
 #include <string>
+#include <vector>
 
 namespace emporium::protocols {
 
@@ -17,9 +20,13 @@ struct restart_policy {
   uint64_t seed = 0; ///< jitter; 0: random
 };
 
+enum class jitter { full, upper_half };
+
 /// The wait before restarting after the `crashes`-th crash in a row (>= 1):
-/// uniform in [0, min(max, base * 2^(crashes-1))] (full jitter).
-caf::timespan restart_delay(const restart_policy& p, int crashes, std::minstd_rand& rng);
+/// with cap = min(max, base * 2^(crashes-1)), uniform in [0, cap] (full
+/// jitter) or in [cap/2, cap] (upper_half).
+caf::timespan restart_delay(const restart_policy& p, int crashes, std::minstd_rand& rng,
+                            jitter j = jitter::full);
 
 /// A stable handle for one long-lived actor (the payment adapter, the outbox
 /// relay): it spawns the child with `spawn` and passes every message on to
@@ -36,5 +43,44 @@ caf::timespan restart_delay(const restart_policy& p, int crashes, std::minstd_ra
 caf::actor spawn_supervised(caf::actor_system& sys, std::string kind,
                             std::function<caf::actor(caf::actor_system&)> spawn,
                             restart_policy policy = {}, size_t max_outstanding = 4096);
+
+/// `n` long-lived actors on the request path behind stable indices (the
+/// router's shard actors, the gateway's bridges): a caller takes the current
+/// handle of a slot, so a restart costs the request path no extra hop. A
+/// watcher actor monitors them; one that dies abnormally is spawned again
+/// into its slot after restart_delay's backoff (counted per slot,
+/// `emporium_actor_restarts_total{kind}`). Until then its slot names the dead
+/// instance: a request sent there is answered at once by CAF
+/// (`request_receiver_down`, i.e. `unavailable`), nothing queues. stop() or
+/// the destructor ends the members and the watcher.
+class actor_group {
+public:
+  using spawner = std::function<caf::actor(caf::actor_system&, size_t index)>;
+
+  actor_group(caf::actor_system& sys, std::string kind, size_t n, spawner spawn,
+              restart_policy policy = {});
+  ~actor_group();
+  actor_group(const actor_group&) = delete;
+  actor_group& operator=(const actor_group&) = delete;
+
+  size_t size() const noexcept { return n_; }
+
+  /// The current instance of slot `i` (any thread).
+  caf::actor operator[](size_t i) const;
+
+  /// Every slot's current instance.
+  std::vector<caf::actor> all() const;
+
+  /// Ends the watcher and with it the members (user_shutdown: not restarted).
+  void stop();
+
+private:
+  struct slot {
+    std::atomic<std::shared_ptr<const caf::actor>> current;
+  };
+  size_t n_;
+  std::shared_ptr<slot[]> slots_; ///< shared with the watcher
+  caf::actor watcher_;
+};
 
 } // namespace emporium::protocols

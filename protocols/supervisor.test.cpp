@@ -87,3 +87,59 @@ TEST_CASE_FIXTURE(supervisor_fixture, "a request the child holds when it crashes
   REQUIRE_FALSE(r);
   CHECK(to_errc(r.error()) == errc::unavailable);
 }
+
+namespace {
+
+/// Two slots of doublers; "crash" kills the one asked.
+struct group_fixture : test::deterministic {
+  std::vector<int> spawned = std::vector<int>(2, 0);
+  actor_group group{sys, "doublers", 2,
+                    [this](caf::actor_system& s, size_t i) {
+                      ++spawned[i];
+                      return s.spawn([](caf::event_based_actor* self) -> caf::behavior {
+                        return {
+                          [](int x) { return x * 2; },
+                          [self](const std::string&) {
+                            self->quit(caf::make_error(errc::internal, std::string{"injected"}));
+                          },
+                        };
+                      });
+                    },
+                    restart_policy{100ms, 1s, 60s, 7}};
+
+  caf::expected<int> twice(size_t slot, int x) { return ask<int>(group[slot], x); }
+  void crash(size_t slot) {
+    self->send(group[slot], std::string{"crash"});
+    run();
+  }
+};
+
+} // namespace
+
+TEST_CASE_FIXTURE(group_fixture, "a group member that crashes is answered unavailable at once, then respawned into its slot; the others serve on") {
+  CHECK(twice(0, 1) == 2);
+  CHECK(twice(1, 2) == 4);
+  crash(1);
+  auto r = twice(1, 3);
+  REQUIRE_FALSE(r);
+  CHECK(to_errc(r.error()) == errc::unavailable); // CAF: the receiver is down
+  CHECK(twice(0, 3) == 6);
+  advance_time(100ms); // first backoff: at most base
+  CHECK(spawned == std::vector<int>{1, 2});
+  CHECK(twice(1, 3) == 6);
+}
+
+TEST_CASE_FIXTURE(group_fixture, "a slot's crashes in a row back off up to the cap; stop() ends the members for good") {
+  for (auto cap : {100ms, 200ms, 400ms, 800ms, 1000ms}) {
+    crash(0);
+    advance_time(cap);
+    CHECK(twice(0, 1) == 2);
+  }
+  CHECK(spawned[0] == 6);
+  auto old = group[0];
+  group.stop();
+  run();
+  advance_time(10s);
+  CHECK(spawned[0] == 6); // not restarted
+  CHECK_FALSE(ask<int>(old, 1));
+}

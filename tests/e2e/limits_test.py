@@ -33,6 +33,21 @@ def read_until_closed(sock):
         data += chunk
 
 
+def read_one_response(sock):
+    """One HTTP response on a kept-alive connection (headers and Content-Length body)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ValueError("closed before a response: %r" % data)
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
 def loadgen(port, *args):
     out = subprocess.run([LOADGEN, "--port", str(port)] + [str(a) for a in args], check=True,
                          capture_output=True, text=True, timeout=120).stdout
@@ -163,8 +178,13 @@ class Overload(unittest.TestCase):
     def test_a_connection_over_the_cap_gets_503_and_is_closed_and_a_freed_slot_serves_again(self):
         n = Node(fresh_database(), EMPORIUM_MAX_CONNECTIONS="4").start()
         try:
+            # each held connection is proven accepted (and counted) by one answered
+            # keep-alive request, so the fifth is over the cap however slow the machine
             held = [socket.create_connection(("127.0.0.1", n.port), timeout=10) for _ in range(4)]
-            time.sleep(0.2)  # accepted (the node counts a connection once it accepts it)
+            for s in held:
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                answer = read_one_response(s)
+                self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer)
             extra = socket.create_connection(("127.0.0.1", n.port), timeout=10)
             data = read_until_closed(extra)
             extra.close()
