@@ -93,7 +93,7 @@ caf::expected<uint16_t> server::start() {
     return caf::make_error(errc::unavailable, "cannot listen: " + ec.message());
   }
   // Supervised: a crashed bridge is started again in its slot; what it held
-  // is answered unavailable at once (answer_once).
+  // is answered at once (answer_once: unavailable, or outcome unknown).
   s.bridges = std::make_unique<protocols::actor_group>(
     s.deps.sys, "gateway_bridge", std::max<size_t>(2, s.cfg.io_threads),
     [](caf::actor_system& sys, size_t) {
