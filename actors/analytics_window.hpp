@@ -15,7 +15,7 @@ namespace emporium::actors {
 /// up to 2 h and to the hour beyond (docs/analytics.md). Events may arrive
 /// out of order (partitions, replay): each lands in the bucket of its own
 /// time. Memory: a figure series that is busy every second holds at most
-/// 120 + 120 + 25 buckets of 8 + 4N bytes; an idle one holds none.
+/// 120 + 120 + 25 buckets of 12 + 4N bytes; an idle one holds none.
 template <size_t N>
 class windowed_counts {
 public:

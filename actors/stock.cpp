@@ -308,6 +308,17 @@ void flush(self_ptr self) {
     st.pending.clear();
     return;
   }
+  // `stock_low` once per crossing downwards, in the batch that crosses.
+  auto low = [](const stock_level& l) {
+    return l.low_stock_threshold > 0 && l.available <= l.low_stock_threshold;
+  };
+  if (!low(st.in_flight.empty() ? st.durable : st.in_flight.back().after) && low(st.level)) {
+    auto user = st.pending_events.back().user_id;
+    auto correlation = st.pending_events.back().correlation_id;
+    emit(self, "stock_low",
+         {{"available", st.level.available}, {"low_stock_threshold", st.level.low_stock_threshold}},
+         user, correlation);
+  }
   stock_batch batch;
   batch.expected_version = st.in_flight.empty() ? st.durable.version
                                                 : st.in_flight.back().after.version;

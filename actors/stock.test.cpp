@@ -477,3 +477,32 @@ TEST_CASE_FIXTURE(stock_fixture, "subscribers see a change only once it is durab
   deliveries.front()();
   CHECK(watcher->frames.back().find(R"("available":7)") != std::string::npos);
 }
+
+TEST_CASE_FIXTURE(stock_fixture, "a pair crossing its low-stock threshold downwards emits stock_low once per crossing") {
+  auto p = spawn_pair();
+  auto lows = [this] {
+    int n = 0;
+    for (auto& b : ctl->batches)
+      for (auto& e : b.events)
+        n += e.event_type == "stock_low";
+    return n;
+  };
+  REQUIRE(durable(p, push_stock_level{12, 1, true, 10, "wh"})); // above: 12 > 10
+  CHECK(lows() == 0);
+  REQUIRE(reserve(p, "r1", 1)); // 11
+  CHECK(lows() == 0);
+  REQUIRE(reserve(p, "r2", 1)); // 10: crosses
+  CHECK(lows() == 1);
+  auto& e = ctl->batches.back().events.back();
+  CHECK(e.event_type == "stock_low");
+  CHECK(e.data_json.find("\"available\":10") != std::string::npos);
+  CHECK(e.event_version == ctl->batches.back().after.version); // the batch's last event
+  REQUIRE(reserve(p, "r3", 1)); // 9: still under, no second event
+  REQUIRE(reserve(p, "r4", 1));
+  CHECK(lows() == 1);
+  REQUIRE(durable(p, release_stock{"r1", "u1", ""})); // 9
+  REQUIRE(durable(p, push_stock_level{30, 2, true, 10, "wh"})); // back above
+  CHECK(lows() == 1);
+  REQUIRE(reserve(p, "r5", 20)); // 30 - 3 - 20 = 7: crosses again
+  CHECK(lows() == 2);
+}

@@ -128,6 +128,34 @@ class Embedded(OutboxChecks):
             provider.stop()
 
 
+class StockLow(OutboxChecks):
+    def test_stock_low_is_published_once_per_crossing_of_the_threshold(self):
+        dsn = fresh_database()
+        node = Node(dsn).start()
+        try:
+            r = node.request
+            self.assertEqual(r("PUT", "/v1/warehouses/w1/stock/LOW1",
+                               {"on_hand": 6, "seq": 1, "low_stock_threshold": 3}, WH1)[0], 200)
+            for _ in range(4):  # available 5, 4, 3 (crosses), 2
+                st, body, _ = r("POST", "/v1/reservations",
+                                {"sku": "LOW1", "quantity": 1, "warehouse": "w1"}, ALICE)
+                self.assertEqual(st, 201, body)
+            self.assertEqual(r("PUT", "/v1/warehouses/w1/stock/LOW1",
+                               {"on_hand": 20, "seq": 2}, WH1)[0], 200)  # above again: 16
+            st, body, _ = r("POST", "/v1/reservations",
+                            {"sku": "LOW1", "quantity": 14, "warehouse": "w1"}, ALICE)  # 2: crosses
+            self.assertEqual(st, 201, body)
+            wait_published(node, dsn)
+            messages = consume(node.kafka_bootstrap(), ["inventory"], idle_ms=3000)
+            self.check_delivered(dsn, messages)
+            low = [m["value"] for m in sorted(messages, key=lambda m: m["offset"])
+                   if m["value"]["eventType"] == "stock_low"]
+            self.assertEqual([(v["aggregateId"], v["data"]["available"], v["data"]["low_stock_threshold"])
+                              for v in low], [("LOW1@w1", 3, 3), ("LOW1@w1", 2, 3)], low)
+        finally:
+            self.assertEqual(node.stop(), 0)
+
+
 class LateCommit(OutboxChecks):
     """The relay's high-water mark never passes an event whose transaction took
     its position early and commits late: until that transaction ends nothing
