@@ -187,7 +187,12 @@ caf::expected<std::unique_ptr<node>> node::start(const node_config& c) {
   auto unreachable = std::make_shared<std::atomic<bool>>(false);
   p->store = persistence::spawn_pg_store(
     sys, {c.pg, c.store_connections, c.statement_timeout, /*require_fence=*/true, unreachable});
-  p->membership = persistence::spawn_membership(sys, {c.pg, 1, c.statement_timeout});
+  // Supervised: the coordinator's rounds go through it; a round it dropped
+  // is answered unavailable and the next round (lease/3 later) goes on.
+  p->membership = caf::actor_cast<protocols::membership_actor>(protocols::spawn_supervised(
+    sys, "membership", [cfg = persistence::pg_store_config{c.pg, 1, c.statement_timeout}](caf::actor_system& s) {
+      return caf::actor_cast<caf::actor>(persistence::spawn_membership(s, cfg));
+    }));
   cluster::router_config rcfg;
   rcfg.unreachable = unreachable;
   rcfg.passivate_after = c.passivate_after;
@@ -301,6 +306,10 @@ caf::expected<std::unique_ptr<node>> node::start(const node_config& c) {
           caf::anon_send(*target, crash_atom_v);
           return true;
         }
+      if (kind == "membership") {
+        caf::anon_send(caf::actor_cast<caf::actor>(p.membership), crash_atom_v);
+        return true;
+      }
       // Slots of a protocols::actor_group; `id` is the slot number.
       auto slot = id.empty() ? size_t{0} : static_cast<size_t>(std::strtoul(id.c_str(), nullptr, 10));
       if (kind == "entity_router") {

@@ -227,7 +227,7 @@ class Supervision(unittest.TestCase):
                                  may_lose=16)
         self.assertEqual(self.restarts("gateway_bridge"), before + 2)
 
-    def test_shard_actors_crashing_under_traffic_take_their_entities_along_and_come_back(self):
+    def test_shard_actors_crashing_under_traffic_hand_their_entities_off_and_come_back(self):
         before = self.restarts("entity_router")
         # Their entities finish what they have in flight (answered truly),
         # then stop: nothing is lost (before the orphans were kept referenced,
@@ -246,6 +246,16 @@ class Supervision(unittest.TestCase):
         self.assertEqual(st, 201, body)
         st, body, _ = self.node.request("GET", "/v1/cluster", tok=OPS)
         self.assertEqual([n["status"] for n in body["nodes"]], ["up"], body)
+
+    def test_a_membership_store_crash_is_restarted_and_the_leases_renewed(self):
+        before = self.restarts("membership")
+        self.crash("membership")
+        self.assertTrue(self.until(lambda: self.restarts("membership") > before))
+        time.sleep(3.5)  # past two leases: renewed through the new instance, or writes would fail
+        self.assertEqual(self.node.request("GET", "/readyz")[0], 200)
+        st, body, _ = self.node.request("POST", "/v1/reservations",
+                                        {"sku": "SV1", "quantity": 1, "warehouse": "w1"}, ALICE)
+        self.assertEqual(st, 201, body)
 
     def test_a_feed_relay_crash_is_restarted(self):
         before = self.restarts("feed_relay")
