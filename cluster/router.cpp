@@ -279,6 +279,11 @@ void to_peer(self_ptr self, pending_request req, const caf::actor& peer) {
         return;
       }
       m.failed->Increment();
+      if (err.category() == caf::atom("system")) { // no answer from the owner: it may have done it
+        shared->rp.deliver(caf::make_error(errc::outcome_unknown,
+                                           std::string{"the owning node did not answer"}));
+        return;
+      }
     } else {
       m.ok->Increment();
     }
@@ -497,9 +502,9 @@ caf::behavior shard_behavior(self_ptr self, router_config cfg,
         auto lost = std::move(r->second);
         st.remote.erase(r); // a new handle to a restarted peer is monitored anew
         st.dead_peers.insert(dm.source);
-        for (auto& [id, req] : lost) {
+        for (auto& [id, req] : lost) { // it may have done them: the outcome is not known
           remote_metrics::get().failed->Increment();
-          req->rp.deliver(caf::make_error(errc::unavailable,
+          req->rp.deliver(caf::make_error(errc::outcome_unknown,
                                           std::string{"the node owning this key went down"}));
         }
       }

@@ -213,15 +213,19 @@ class ClusterTest(unittest.TestCase):
               "after %.2f s" % (owner, new["node"], rebalance, first_ok_after - killed_at))
         statuses = [st for st, _, _ in result]
         self.assertLessEqual(rebalance, 2.5, "rebalance within the lease and a round")
-        self.assertTrue(set(statuses) <= {201, 409, 503}, set(statuses))
+        # -1: closed unanswered (a write in flight to the dead owner: its outcome is unknown)
+        self.assertTrue(set(statuses) <= {201, 409, 503, -1}, set(statuses))
         reserved, rows = held_in_pg(c.dsn, "KILL")
         acked = set(res["reservation_id"] for st, res, _ in result if st == 201)
         self.assertTrue(acked <= rows, "every acknowledged reservation is durable")
         self.assertLessEqual(reserved, 100000, "no oversell")
         self.assertEqual(reserved, len(rows))
         unknown = len(rows - acked)
-        self.assertLessEqual(unknown, 64, "only requests in flight at the kill may have "
-                                          "committed unanswered")
+        print("  %d answered 503, %d closed unanswered, %d of those committed"
+              % (statuses.count(503), statuses.count(-1), unknown))
+        self.assertLessEqual(unknown, statuses.count(-1), "only writes left unanswered (their "
+                                                          "outcome unknown) may have committed: "
+                                                          "no 503 did")
         # The survivors agree with PostgreSQL.
         for n in others:
             st, body, _ = n.request("GET", "/v1/stock/KILL")
