@@ -15,7 +15,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-cmake --build build -j2 --target emporium loadgen hello_server ws_tool >/dev/null
+cmake --build build -j2 --target emporium loadgen hello_server ws_tool analytics_model_bench >/dev/null
 DUR=${BENCH_SECONDS:-10}
 CONNS=${BENCH_CONNECTIONS:-64}
 FLASH=${BENCH_FLASH_CONNECTIONS:-256} # a flash sale: many more buyers at once
@@ -161,6 +161,9 @@ echo "$relay"
 jf() { python3 -c "import json,sys; print(json.loads(sys.argv[1])['$2'])" "$1"; }
 
 kill -TERM "$node_pid"; wait "$node_pid" || true; node_pid="" # the cluster runs alone
+echo "== analytics model: 2 000 000 events over 100 000 SKUs in one hour, one thread"
+am=$(build/bench/analytics_model_bench 100000 2000000)
+echo "$am"
 echo "== cluster (bench/cluster.sh)"
 cl=$(bench/cluster.sh "$PG")
 echo "$cl"
@@ -215,3 +218,6 @@ print("| cluster: rebalance after kill -9 of the owner | %.2f s | | | <= 2 s |" 
 print("| cluster: drain of a node with %.0f live actors, SIGTERM to exit | %.2f s | | | |" % (actors, drain))
 print("| cluster: storefront feed to a peer serving nothing (%.0f changes/s) | CPU %.1f %% | idle %.1f %% | %.1f us/change | |" % (feed_rate, peer_feed, peer_idle, feed_us))
 PY
+echo "$am" | python3 -c 'import re, sys
+d = dict(re.findall(r"(\w+)=(\S+)", sys.stdin.read()))
+print("| analytics model, one thread, %s SKUs: events/s ingested (trending p50 %s / p99 %s ms, recommendations p99 %s ms) | %.0f | | | RSS %.0f B per SKU |" % (d["skus"], d["trending_p50_ms"], d["trending_p99_ms"], d["recommendations_p99_ms"], float(d["ingest_eps"]), float(d["rss_per_sku_bytes"])))'

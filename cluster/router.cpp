@@ -377,7 +377,7 @@ caf::behavior orphan_reaper(caf::event_based_actor* self, std::vector<caf::actor
             done();
           },
           [self, done, a](caf::error& err) { // gone already, or stuck: either way not serving
-            if (to_errc(err) != errc::unavailable || err != caf::sec::request_receiver_down)
+            if (err != caf::sec::request_receiver_down)
               log()->warn("event=orphan_killed error={}", self->system().render(err));
             self->send_exit(a, caf::exit_reason::kill);
             done();
